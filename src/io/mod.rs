@@ -1,0 +1,36 @@
+//! Storage back ends: where pages live when they are not in a frame.
+//!
+//! The pool talks to storage only through [`Storage`], page by page, and
+//! hands it the frame's own memory: a back end reads straight into the
+//! frame and writes straight out of it (no bounce buffer). Buffers are
+//! always exactly [`PAGE_SIZE`](crate::PAGE_SIZE) bytes, 4096-aligned.
+//!
+//! - [`DirectFile`]: a file opened with `O_DIRECT` (or buffered, when the
+//!   configuration asks), `pread`/`pwrite`, `fdatasync`.
+//! - [`MemoryStorage`]: pages in memory, for tests and models.
+
+mod direct;
+mod memory;
+
+pub use direct::{DirectFile, IoMode};
+pub use memory::MemoryStorage;
+
+use std::io;
+
+/// A page store. Implementations must be safe to call from many threads at
+/// once, for different pages and for the same page.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// How many pages the store holds now.
+    fn page_count(&self) -> io::Result<u64>;
+
+    /// Reads page `page_no` into `buf` (exactly one page). Reading a page
+    /// past the end of the store yields zeros.
+    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Writes `buf` (exactly one page) as page `page_no`, extending the
+    /// store if needed.
+    fn write_page(&self, page_no: u64, buf: &[u8]) -> io::Result<()>;
+
+    /// Makes every completed write durable (`fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+}

@@ -1,0 +1,428 @@
+//! The page-state word: one `AtomicU64` per frame that is at once a
+//! shared/exclusive latch, a seqlock version, the dirty flag and the clock's
+//! second-chance mark.
+//!
+//! # Layout
+//!
+//! ```text
+//!  63   62    61   60   59     58 ........ 40  39 ............ 0
+//! [EXCL][FREE][DIRTY][MARK][WAITERS][ shared count (19 bits) ][ version (40 bits) ]
+//! ```
+//!
+//! - `EXCL`: one exclusive holder (a writer, a loader filling the frame, or
+//!   the evictor). Never set together with a non-zero shared count.
+//! - `FREE`: the frame holds no page (free, or evicted and awaiting epoch
+//!   reclamation). Readers that see it look the page up again.
+//! - `DIRTY`: the frame differs from the page on disk.
+//! - `MARK`: the clock's mark. The clock sets it on its first visit; any
+//!   access that finds it set clears it (second chance); a visit that finds
+//!   it still set evicts. An access that finds it clear writes nothing.
+//! - `WAITERS`: some thread is parked in the wait queue for this frame; the
+//!   next release that unblocks it must wake the queue.
+//! - shared count: holders of shared guards (at most [`MAX_SHARED`]).
+//! - version: advanced (mod 2^40) by every release of `EXCL` and by every
+//!   eviction; never by shared holders, marks or dirty-bit changes.
+//!
+//! # Transitions
+//!
+//! | operation             | from                               | to                                    | order   |
+//! |-----------------------|------------------------------------|---------------------------------------|---------|
+//! | `optimistic_begin`    | no EXCL, no FREE                   | (read only)                           | Acquire |
+//! | `optimistic_validate` | version v                          | (read only) ok iff no EXCL/FREE, v    | fence(Acquire) + Relaxed |
+//! | `try_lock_shared`     | no EXCL, no FREE, count < MAX      | count + 1, MARK cleared               | Acquire |
+//! | `unlock_shared`       | count ≥ 1                          | count − 1 (WAITERS cleared at 0)      | Release |
+//! | `try_lock_exclusive`  | no EXCL, no FREE, count 0          | EXCL, MARK cleared, then fence(Release) | Acquire |
+//! | `unlock_exclusive`    | EXCL                               | version + 1, DIRTY if written         | Release |
+//! | `downgrade_clean`     | EXCL                               | count 1, version + 1, DIRTY cleared   | Release |
+//! | `redirty`             | count ≥ 1 (caller holds shared)    | DIRTY set                             | Relaxed |
+//! | `clock_visit`         | no EXCL, no FREE, count 0, no MARK | MARK set                              | Relaxed |
+//! | `clock_visit`         | no EXCL, no FREE, count 0, MARK    | EXCL (victim)                         | Acquire |
+//! | `clear_mark`          | MARK                               | MARK cleared                          | Relaxed |
+//! | `evict`               | EXCL                               | FREE, version + 1, DIRTY cleared      | Release |
+//! | `claim_free`          | FREE, unreachable                  | EXCL                                  | Relaxed |
+//!
+//! Every release of `EXCL` and every eviction advances the version, so an
+//! optimistic read whose two loads see the same version with neither `EXCL`
+//! nor `FREE` overlapped no writer and no eviction.
+//!
+//! # Seqlock fences
+//!
+//! Reader: `optimistic_begin` (Acquire) → relaxed data loads →
+//! `optimistic_validate` = `fence(Acquire)` + Relaxed load → compare.
+//! Writer: `try_lock_exclusive` (Acquire CAS) → `fence(Release)` → relaxed
+//! data stores → `unlock_exclusive` (Release). If a reader's data load sees a
+//! writer's store, the reader's acquire fence synchronises with the writer's
+//! release fence, so the reader's second load sees `EXCL` or a later version.
+//!
+//! # Waiting
+//!
+//! A thread blocked by `EXCL` (or a writer blocked by shared holders) spins
+//! briefly, then parks on the [`WaitQueues`] slot of the frame after setting
+//! `WAITERS` with a CAS made while holding that slot's mutex. Every release
+//! that clears `WAITERS` then locks the same mutex before notifying, so a
+//! wake-up cannot fall between the waiter's check and its sleep.
+
+use crossbeam_utils::{Backoff, CachePadded};
+
+use crate::sync::{fence, lock, AtomicU64, Condvar, Mutex, Ordering};
+
+/// Exclusive holder present.
+pub(crate) const EXCL: u64 = 1 << 63;
+/// Frame holds no page.
+pub(crate) const FREE: u64 = 1 << 62;
+/// Frame differs from disk.
+pub(crate) const DIRTY: u64 = 1 << 61;
+/// Clock mark.
+pub(crate) const MARK: u64 = 1 << 60;
+/// Parked waiters to wake.
+pub(crate) const WAITERS: u64 = 1 << 59;
+const SHARED_SHIFT: u32 = 40;
+const SHARED_ONE: u64 = 1 << SHARED_SHIFT;
+const SHARED_MASK: u64 = ((1 << 19) - 1) << SHARED_SHIFT;
+/// The most shared holders one latch counts.
+pub(crate) const MAX_SHARED: u64 = (1 << 19) - 1;
+const VERSION_MASK: u64 = (1 << SHARED_SHIFT) - 1;
+
+/// The version field of a state word.
+pub(crate) fn version(state: u64) -> u64 {
+    state & VERSION_MASK
+}
+
+/// The shared-holder count of a state word.
+pub(crate) fn shared_count(state: u64) -> u64 {
+    (state & SHARED_MASK) >> SHARED_SHIFT
+}
+
+/// `state` with its version advanced by one (wrapping inside the field).
+fn bump_version(state: u64) -> u64 {
+    (state & !VERSION_MASK) | (version(state).wrapping_add(1) & VERSION_MASK)
+}
+
+/// Why a latch could not be taken right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blocked {
+    /// An exclusive holder (writer, loader, evictor); wait for it.
+    Exclusive,
+    /// Shared holders block an exclusive request; wait for them.
+    Shared,
+    /// The frame no longer holds the page; look it up again.
+    Free,
+    /// The shared count is at [`MAX_SHARED`].
+    Overflow,
+}
+
+/// What one clock visit did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClockVisit {
+    /// Latched, free, or lost a race: leave it.
+    Skip,
+    /// Mark set; evicted on the next visit unless accessed first.
+    Marked,
+    /// Exclusive taken for eviction; the caller must `evict` or release.
+    Victim,
+}
+
+/// One frame's page-state word. See the module docs for the protocol.
+#[derive(Debug)]
+pub(crate) struct PageLatch {
+    state: AtomicU64,
+}
+
+impl PageLatch {
+    /// A latch for a frame that holds no page.
+    pub(crate) fn new_free() -> PageLatch {
+        PageLatch {
+            state: AtomicU64::new(FREE),
+        }
+    }
+
+    /// The raw state word.
+    pub(crate) fn load(&self) -> u64 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Starts an optimistic read: the version to validate against, or why
+    /// the frame cannot be read now.
+    #[inline]
+    pub(crate) fn optimistic_begin(&self) -> Result<u64, Blocked> {
+        let state = self.state.load(Ordering::Acquire);
+        if state & FREE != 0 {
+            Err(Blocked::Free)
+        } else if state & EXCL != 0 {
+            Err(Blocked::Exclusive)
+        } else {
+            Ok(state)
+        }
+    }
+
+    /// Ends an optimistic read begun at `begin_state`: true iff no writer
+    /// and no eviction overlapped it.
+    #[inline]
+    pub(crate) fn optimistic_validate(&self, begin_state: u64) -> bool {
+        fence(Ordering::Acquire);
+        let state = self.state.load(Ordering::Relaxed);
+        state & (EXCL | FREE) == 0 && version(state) == version(begin_state)
+    }
+
+    /// Clears the clock mark if `seen_state` has it; writes nothing
+    /// otherwise, so a hot page's hit path stays read-only.
+    #[inline]
+    pub(crate) fn clear_mark(&self, seen_state: u64) {
+        if seen_state & MARK != 0 {
+            self.state.fetch_and(!MARK, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes a shared latch.
+    pub(crate) fn try_lock_shared(&self) -> Result<(), Blocked> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & FREE != 0 {
+                return Err(Blocked::Free);
+            }
+            if state & EXCL != 0 {
+                return Err(Blocked::Exclusive);
+            }
+            if shared_count(state) == MAX_SHARED {
+                return Err(Blocked::Overflow);
+            }
+            let next = (state + SHARED_ONE) & !MARK;
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Releases a shared latch. Returns true if parked waiters must be woken.
+    #[must_use]
+    pub(crate) fn unlock_shared(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(shared_count(state) >= 1 && state & EXCL == 0, "{state:#x}");
+            let mut next = state - SHARED_ONE;
+            if shared_count(next) == 0 {
+                next &= !WAITERS;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return state & WAITERS != 0 && next & WAITERS == 0,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Takes the exclusive latch, then issues the writer's release fence
+    /// so that no data store is seen before the `EXCL` bit.
+    pub(crate) fn try_lock_exclusive(&self) -> Result<(), Blocked> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & FREE != 0 {
+                return Err(Blocked::Free);
+            }
+            if state & EXCL != 0 {
+                return Err(Blocked::Exclusive);
+            }
+            if shared_count(state) != 0 {
+                return Err(Blocked::Shared);
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                (state | EXCL) & !MARK,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    fence(Ordering::Release);
+                    return Ok(());
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Releases the exclusive latch, advancing the version; sets `DIRTY`
+    /// when `wrote` (it stays set if it was). Returns true if waiters must
+    /// be woken.
+    #[must_use]
+    pub(crate) fn unlock_exclusive(&self, wrote: bool) -> bool {
+        let dirty = if wrote { DIRTY } else { 0 };
+        self.release_exclusive(|state| bump_version(state & !(EXCL | WAITERS)) | dirty)
+    }
+
+    /// Turns the exclusive latch into one shared latch and clears `DIRTY`
+    /// (the caller is about to write the page back and holds off writers).
+    /// Advances the version: the caller may have stamped the trailer.
+    #[must_use]
+    pub(crate) fn downgrade_clean(&self) -> bool {
+        self.release_exclusive(|state| {
+            bump_version(state & !(EXCL | WAITERS | DIRTY | SHARED_MASK)) | SHARED_ONE
+        })
+    }
+
+    /// Marks the page dirty again after a failed write-back; the caller
+    /// holds a shared latch, so no writer races this.
+    pub(crate) fn redirty(&self) {
+        debug_assert!(shared_count(self.state.load(Ordering::Relaxed)) >= 1);
+        self.state.fetch_or(DIRTY, Ordering::Relaxed);
+    }
+
+    /// Ends an exclusive hold by evicting: the frame holds no page any more.
+    /// The caller must have removed the page-table entry first and must
+    /// have written back any dirty data.
+    #[must_use]
+    pub(crate) fn evict(&self) -> bool {
+        self.release_exclusive(|state| bump_version(state & !(EXCL | WAITERS | DIRTY)) | FREE)
+    }
+
+    /// Takes a free frame for loading. The frame is unreachable (off the
+    /// page table and past its epoch grace period), so no CAS is needed.
+    pub(crate) fn claim_free(&self) {
+        let state = self.state.load(Ordering::Relaxed);
+        debug_assert!(state & FREE != 0 && state & EXCL == 0, "{state:#x}");
+        self.state.store(version(state) | EXCL, Ordering::Relaxed);
+    }
+
+    /// One visit of the clock hand.
+    pub(crate) fn clock_visit(&self) -> ClockVisit {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & (EXCL | FREE) != 0 || shared_count(state) != 0 {
+            return ClockVisit::Skip;
+        }
+        if state & MARK == 0 {
+            // A lost race with an access only costs this page its mark.
+            let _ = self.state.compare_exchange(
+                state,
+                state | MARK,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return ClockVisit::Marked;
+        }
+        match self.state.compare_exchange(
+            state,
+            state | EXCL,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => ClockVisit::Victim,
+            Err(_) => ClockVisit::Skip,
+        }
+    }
+
+    fn release_exclusive(&self, next_of: impl Fn(u64) -> u64) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(state & EXCL != 0 && shared_count(state) == 0, "{state:#x}");
+            match self.state.compare_exchange_weak(
+                state,
+                next_of(state),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return state & WAITERS != 0,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Sets `WAITERS` if `state` is still current. Called with the frame's
+    /// wait-queue mutex held.
+    fn announce_waiter(&self, state: u64) -> bool {
+        state & WAITERS != 0
+            || self
+                .state
+                .compare_exchange(state, state | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// Parking places for threads blocked on a latch, shared among frames by
+/// hashing the frame id.
+#[derive(Debug)]
+pub(crate) struct WaitQueues {
+    slots: Box<[CachePadded<WaitSlot>]>,
+}
+
+#[derive(Debug, Default)]
+struct WaitSlot {
+    mutex: Mutex<()>,
+    condvar: Condvar,
+}
+
+impl WaitQueues {
+    /// `slot_count` parking places (at least one).
+    pub(crate) fn new(slot_count: usize) -> WaitQueues {
+        WaitQueues {
+            slots: (0..slot_count.max(1))
+                .map(|_| CachePadded::new(WaitSlot::default()))
+                .collect(),
+        }
+    }
+
+    fn slot(&self, frame_id: usize) -> &WaitSlot {
+        &self.slots[frame_id % self.slots.len()]
+    }
+
+    /// Wakes every thread parked for `frame_id` (and its hash neighbours,
+    /// which re-check and sleep again).
+    pub(crate) fn wake(&self, frame_id: usize) {
+        let slot = self.slot(frame_id);
+        drop(lock(&slot.mutex));
+        slot.condvar.notify_all();
+    }
+
+    /// Waits until `blocked(state)` is false: spins with backoff first, then
+    /// parks. The caller must hold no epoch pin and no latch that the
+    /// awaited holder could need.
+    pub(crate) fn wait_while(
+        &self,
+        latch: &PageLatch,
+        frame_id: usize,
+        blocked: impl Fn(u64) -> bool,
+    ) {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if !blocked(latch.load()) {
+                return;
+            }
+            backoff.snooze();
+        }
+        let slot = self.slot(frame_id);
+        let mut guard = lock(&slot.mutex);
+        loop {
+            let state = latch.load();
+            if !blocked(state) {
+                return;
+            }
+            if latch.announce_waiter(state) {
+                guard = slot
+                    .condvar
+                    .wait(guard)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        }
+    }
+}
+
+/// Is a reader (shared or optimistic) blocked by `state`?
+pub(crate) fn blocks_reader(state: u64) -> bool {
+    state & EXCL != 0 && state & FREE == 0
+}
+
+/// Is a writer blocked by `state`?
+pub(crate) fn blocks_writer(state: u64) -> bool {
+    state & FREE == 0 && (state & EXCL != 0 || shared_count(state) != 0)
+}
+
+#[cfg(test)]
+mod tests;
