@@ -178,7 +178,10 @@ mod tests {
             path: "/dev/shm/x".into(),
         };
         let text = err.to_string();
-        assert!(text.contains("/dev/shm/x") && text.contains("IoMode::Buffered"), "{text}");
+        assert!(
+            text.contains("/dev/shm/x") && text.contains("IoMode::Buffered"),
+            "{text}"
+        );
         assert_eq!(err.page_id(), None);
     }
 }

@@ -198,7 +198,10 @@ mod tests {
             words[0].store(frame_id as u64 + 1, Ordering::Relaxed);
         }
         for frame_id in 0..3 {
-            assert_eq!(frames.words(frame_id)[0].load(Ordering::Relaxed), frame_id as u64 + 1);
+            assert_eq!(
+                frames.words(frame_id)[0].load(Ordering::Relaxed),
+                frame_id as u64 + 1
+            );
             assert_eq!(frames.meta(frame_id).page_id(), None);
         }
     }

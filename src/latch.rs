@@ -175,7 +175,7 @@ impl PageLatch {
 
     /// Takes a shared latch.
     pub(crate) fn try_lock_shared(&self) -> Result<(), Blocked> {
-        let mut state = self.state.load(Ordering::Relaxed);
+        let mut state = self.state.load(Ordering::Acquire);
         loop {
             if state & FREE != 0 {
                 return Err(Blocked::Free);
@@ -191,7 +191,7 @@ impl PageLatch {
                 state,
                 next,
                 Ordering::Acquire,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => return Ok(()),
                 Err(actual) => state = actual,
@@ -224,7 +224,7 @@ impl PageLatch {
     /// Takes the exclusive latch, then issues the writer's release fence
     /// so that no data store is seen before the `EXCL` bit.
     pub(crate) fn try_lock_exclusive(&self) -> Result<(), Blocked> {
-        let mut state = self.state.load(Ordering::Relaxed);
+        let mut state = self.state.load(Ordering::Acquire);
         loop {
             if state & FREE != 0 {
                 return Err(Blocked::Free);
@@ -239,7 +239,7 @@ impl PageLatch {
                 state,
                 (state | EXCL) & !MARK,
                 Ordering::Acquire,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => {
                     fence(Ordering::Release);
@@ -308,12 +308,10 @@ impl PageLatch {
             );
             return ClockVisit::Marked;
         }
-        match self.state.compare_exchange(
-            state,
-            state | EXCL,
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        ) {
+        match self
+            .state
+            .compare_exchange(state, state | EXCL, Ordering::Acquire, Ordering::Relaxed)
+        {
             Ok(_) => ClockVisit::Victim,
             Err(_) => ClockVisit::Skip,
         }

@@ -2,15 +2,27 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod config;
+mod epoch;
 mod error;
+mod flush;
 mod frames;
+mod guards;
 mod io;
 mod latch;
+mod miss;
 mod page;
+mod pool;
+mod stats;
 mod sync;
 mod table;
+mod view;
 
+pub use config::{PoolConfig, WalHook, MAX_FRAMES};
 pub use error::{Error, Result};
+pub use guards::{PageMut, PageRef, ThreadPin};
 pub use io::{DirectFile, IoMode, MemoryStorage, Storage};
-pub(crate) use frames::Frames;
 pub use page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE, PAGE_DATA_SIZE, PAGE_SIZE};
+pub use pool::{BufferPool, CloseError};
+pub use stats::Stats;
+pub use view::{OptimisticView, OutOfBounds};

@@ -204,7 +204,10 @@ mod tests {
     fn page_id_out_of_range_does_not_alias_a_valid_page() {
         let page_id = PageId::new(FileId(1), MAX_PAGES_PER_FILE + 5);
         assert_eq!(page_id.file_id(), FileId(1));
-        assert!(page_id.page_no() >= MAX_PAGES_PER_FILE, "stays out of range");
+        assert!(
+            page_id.page_no() >= MAX_PAGES_PER_FILE,
+            "stays out of range"
+        );
         assert_ne!(page_id, PageId::new(FileId(1), 5));
     }
 
@@ -217,14 +220,20 @@ mod tests {
     fn stamped_page_is_valid_only_at_its_own_page_number() {
         let page = stamped(4, 0xAB);
         assert_eq!(check_page(&page, 4), PageCheck::Valid);
-        assert!(matches!(check_page(&page, 5), PageCheck::BadChecksum { .. }));
+        assert!(matches!(
+            check_page(&page, 5),
+            PageCheck::BadChecksum { .. }
+        ));
     }
 
     #[test]
     fn flipped_bit_and_missing_magic_are_detected() {
         let mut page = stamped(0, 1);
         page[100] ^= 0x10;
-        assert!(matches!(check_page(&page, 0), PageCheck::BadChecksum { .. }));
+        assert!(matches!(
+            check_page(&page, 0),
+            PageCheck::BadChecksum { .. }
+        ));
         let mut page = vec![0u8; PAGE_SIZE];
         page[17] = 1;
         assert_eq!(check_page(&page, 0), PageCheck::BadMagic);

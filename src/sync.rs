@@ -5,9 +5,9 @@
 //! checker (`loom`, `shuttle`) by swapping this module alone. Today it
 //! re-exports `std`; the checker variants plug in here.
 
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
-pub(crate) use std::thread::yield_now;
+pub(crate) use std::thread_local;
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it.
 ///
@@ -15,5 +15,7 @@ pub(crate) use std::thread::yield_now;
 /// queues) whose invariants hold at every unlock, so poisoning carries no
 /// information worth a panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -77,7 +77,11 @@ impl PageTable {
     fn bucket(&self, page_id: PageId) -> &Bucket {
         // Fibonacci hashing: multiply by 2^64/φ and keep the top bits.
         let hash = page_id.raw().wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let index = if self.shift == 64 { 0 } else { hash >> self.shift };
+        let index = if self.shift == 64 {
+            0
+        } else {
+            hash >> self.shift
+        };
         &self.buckets[index as usize]
     }
 

@@ -43,7 +43,9 @@ impl DirectFile {
             flags |= libc::O_DIRECT;
         }
         options.custom_flags(flags);
-        let file = options.open(&path).map_err(|source| open_error(&path, source))?;
+        let file = options
+            .open(&path)
+            .map_err(|source| open_error(&path, source))?;
         let direct = DirectFile { file, path, mode };
         let len_bytes = direct.len_bytes().map_err(|source| Error::Open {
             path: direct.path.clone(),
@@ -84,7 +86,9 @@ impl DirectFile {
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         if ptr.is_null() {
-            return Err(Error::InvalidConfig("out of memory for a probe page".into()));
+            return Err(Error::InvalidConfig(
+                "out of memory for a probe page".into(),
+            ));
         }
         // SAFETY: `ptr` is a fresh, zeroed, exclusively owned allocation of
         // `PAGE_SIZE` bytes, freed below after the slice's last use.
@@ -169,8 +173,8 @@ impl super::Storage for DirectFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::Frames;
     use crate::io::Storage;
-    use crate::Frames;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/unit-scratch");
@@ -223,23 +227,41 @@ mod tests {
         let path = scratch("direct-odd-length");
         std::fs::write(&path, vec![0u8; PAGE_SIZE + 100]).unwrap();
         let err = DirectFile::open(&path, IoMode::Direct).unwrap_err();
-        assert!(matches!(err, Error::BadFileLength { len_bytes: 4196, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::BadFileLength {
+                    len_bytes: 4196,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("not a multiple"), "{err}");
         std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
     fn einval_at_open_means_no_direct_io() {
-        let err = open_error(Path::new("/mnt/x"), io::Error::from_raw_os_error(libc::EINVAL));
+        let err = open_error(
+            Path::new("/mnt/x"),
+            io::Error::from_raw_os_error(libc::EINVAL),
+        );
         assert!(matches!(err, Error::DirectIoUnsupported { .. }));
-        let err = open_error(Path::new("/mnt/x"), io::Error::from_raw_os_error(libc::EACCES));
+        let err = open_error(
+            Path::new("/mnt/x"),
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
         assert!(matches!(err, Error::Open { .. }));
     }
 
     #[test]
     fn missing_directory_is_an_open_error_naming_the_path() {
         let err = DirectFile::open("/nonexistent-dir/pages.db", IoMode::Direct).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent-dir/pages.db"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent-dir/pages.db"),
+            "{err}"
+        );
     }
 
     #[test]

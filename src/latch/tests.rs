@@ -69,7 +69,11 @@ fn unlock_exclusive_sets_and_keeps_dirty() {
     assert_ne!(latch.load() & DIRTY, 0);
     latch.try_lock_exclusive().unwrap();
     assert!(!latch.unlock_exclusive(false));
-    assert_ne!(latch.load() & DIRTY, 0, "a clean release keeps an earlier dirty bit");
+    assert_ne!(
+        latch.load() & DIRTY,
+        0,
+        "a clean release keeps an earlier dirty bit"
+    );
 }
 
 #[test]
@@ -96,7 +100,10 @@ fn clock_marks_then_evicts_and_access_gives_second_chance() {
     let begin = latch.optimistic_begin().unwrap();
     latch.clear_mark(begin);
     assert_eq!(latch.load() & MARK, 0);
-    assert!(latch.optimistic_validate(begin), "clearing the mark keeps the version");
+    assert!(
+        latch.optimistic_validate(begin),
+        "clearing the mark keeps the version"
+    );
     assert_eq!(latch.clock_visit(), ClockVisit::Marked);
     assert_eq!(latch.clock_visit(), ClockVisit::Victim);
     assert_eq!(latch.load() & EXCL, EXCL);
@@ -161,7 +168,10 @@ fn waiter_is_woken_by_exclusive_release() {
     while latch.load() & WAITERS == 0 {
         std::thread::yield_now();
     }
-    assert!(latch.unlock_exclusive(true), "release must report the parked waiter");
+    assert!(
+        latch.unlock_exclusive(true),
+        "release must report the parked waiter"
+    );
     queues.wake(1);
     waiter.join().unwrap();
     assert_eq!(latch.load() & WAITERS, 0);

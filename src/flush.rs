@@ -1,0 +1,191 @@
+//! Write-back and flushing.
+//!
+//! # Writing a page back
+//!
+//! Under the exclusive latch: call the write-ahead-log hook with the page's
+//! LSN (if it fails, stop: the page stays dirty), then stamp the checksum
+//! and magic into the trailer with an atomic store. Then write the frame's
+//! bytes to storage: eviction keeps the exclusive latch for the write (the
+//! page is cold and about to go); a flush first downgrades to a shared
+//! latch, clearing `DIRTY`, so optimistic and shared readers carry on
+//! during the I/O while writers wait. If the write fails, `DIRTY` is set
+//! again: the page stays dirty and resident and a later flush retries.
+//!
+//! # Durability
+//!
+//! `flush_all` writes every dirty page and then syncs every file: pages
+//! evicted earlier were written before their frames were freed, so after
+//! `flush_all` returns `Ok`, everything written before the call is durable.
+
+use crate::epoch::ThreadSlot;
+use crate::error::{Error, Result};
+use crate::frames::FrameId;
+use crate::latch::{blocks_writer, Blocked, DIRTY};
+use crate::page::{checksum, FileId, PageId, CHECKSUM_OFFSET, MAGIC};
+use crate::pool::{BufferPool, DataFile};
+use crate::stats::Counter;
+use crate::sync::Ordering;
+use crate::view::load_lsn;
+
+/// What flushing one frame found.
+enum FrameFlush {
+    /// The page was clean or has been written.
+    Done,
+    /// The frame no longer holds the page; look it up again.
+    Moved,
+}
+
+impl BufferPool {
+    /// Writes `page_id` back if it is dirty, then syncs its file.
+    pub fn flush(&self, page_id: PageId) -> Result<()> {
+        let file = self.file(page_id.file_id())?;
+        let slot = self.thread_slot();
+        while let Some(frame_id) = self.lookup(page_id, &slot) {
+            if let FrameFlush::Done = self.flush_frame(frame_id, page_id, &slot)? {
+                break;
+            }
+        }
+        self.sync_file(page_id.file_id(), &file, &slot)
+    }
+
+    /// Writes back every dirty page of `file_id`, then syncs the file.
+    pub fn flush_file(&self, file_id: FileId) -> Result<()> {
+        let file = self.file(file_id)?;
+        let slot = self.thread_slot();
+        let written = self.flush_frames(Some(file_id), &slot);
+        let synced = self.sync_file(file_id, &file, &slot);
+        written.and(synced)
+    }
+
+    /// Writes back every dirty page, then syncs every file. Every page is
+    /// attempted; the first error is returned and the pages that failed
+    /// stay dirty.
+    pub fn flush_all(&self) -> Result<()> {
+        let slot = self.thread_slot();
+        let mut result = self.flush_frames(None, &slot);
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for (index, file) in files.iter().enumerate() {
+            let synced = self.sync_file(FileId(index as u16), file, &slot);
+            result = result.and(synced);
+        }
+        result
+    }
+
+    fn flush_frames(&self, only: Option<FileId>, slot: &ThreadSlot) -> Result<()> {
+        let mut result = Ok(());
+        for frame_id in 0..self.frames.frame_count() {
+            let meta = self.frames.meta(frame_id);
+            if meta.latch.load() & DIRTY == 0 {
+                continue;
+            }
+            let Some(page_id) = meta.page_id() else {
+                continue;
+            };
+            if only.is_some_and(|file_id| file_id != page_id.file_id()) {
+                continue;
+            }
+            if let Err(error) = self.flush_frame(frame_id, page_id, slot) {
+                if result.is_ok() {
+                    result = Err(error);
+                }
+            }
+        }
+        result
+    }
+
+    /// Writes back `frame_id` if it still holds `page_id` and is dirty.
+    fn flush_frame(
+        &self,
+        frame_id: FrameId,
+        page_id: PageId,
+        slot: &ThreadSlot,
+    ) -> Result<FrameFlush> {
+        let meta = self.frames.meta(frame_id);
+        loop {
+            match meta.latch.try_lock_exclusive() {
+                Ok(()) => break,
+                // Evicted: the eviction wrote it back.
+                Err(Blocked::Free) => return Ok(FrameFlush::Moved),
+                Err(_) => self.wait(slot, frame_id, blocks_writer),
+            }
+        }
+        if meta.page_id() != Some(page_id) {
+            self.release_exclusive(frame_id, false);
+            return Ok(FrameFlush::Moved);
+        }
+        if meta.latch.load() & DIRTY == 0 {
+            self.release_exclusive(frame_id, false);
+            return Ok(FrameFlush::Done);
+        }
+        if let Err(error) = self.stamp(frame_id, page_id) {
+            self.release_exclusive(frame_id, false);
+            return Err(error);
+        }
+        if meta.latch.downgrade_clean() {
+            self.queues.wake(frame_id);
+        }
+        let written = {
+            let _suspended = slot.suspend();
+            self.write_frame(frame_id, page_id, slot)
+        };
+        if written.is_err() {
+            meta.latch.redirty();
+        }
+        self.release_shared(frame_id);
+        written.map(|()| FrameFlush::Done)
+    }
+
+    /// Stamps and writes a frame held exclusively (eviction).
+    pub(crate) fn write_back_exclusive(
+        &self,
+        frame_id: FrameId,
+        page_id: PageId,
+        slot: &ThreadSlot,
+    ) -> Result<()> {
+        self.stamp(frame_id, page_id)?;
+        self.write_frame(frame_id, page_id, slot)
+    }
+
+    /// Calls the WAL hook with the page's LSN, then stamps the checksum and
+    /// magic. The caller holds the frame exclusively.
+    fn stamp(&self, frame_id: FrameId, page_id: PageId) -> Result<()> {
+        let words = self.frames.words(frame_id);
+        if let Some(hook) = &self.config.wal_hook {
+            let lsn = load_lsn(words);
+            hook(lsn).map_err(|source| Error::WalHook {
+                page_id,
+                lsn,
+                source,
+            })?;
+        }
+        // SAFETY: the caller holds the exclusive latch and nothing stores to
+        // the frame while this slice lives (the stamp is stored after).
+        let crc = checksum(unsafe { self.frames.bytes(frame_id) }, page_id.page_no());
+        let trailer = u64::from(crc) | (u64::from(u32::from_le_bytes(MAGIC)) << 32);
+        words[CHECKSUM_OFFSET / 8].store(trailer.to_le(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes a frame to its file. The caller holds a latch on the frame
+    /// and stores nothing to it meanwhile.
+    fn write_frame(&self, frame_id: FrameId, page_id: PageId, slot: &ThreadSlot) -> Result<()> {
+        let file = self.file(page_id.file_id())?;
+        slot.stats.bump(Counter::IoWrites);
+        // SAFETY: the caller holds the frame's latch (shared, or exclusive
+        // without storing), so no store races this slice (DESIGN.md rule 3).
+        let bytes = unsafe { self.frames.bytes(frame_id) };
+        file.storage
+            .write_page(page_id.page_no(), bytes)
+            .map_err(|source| Error::Write { page_id, source })?;
+        slot.stats.bump(Counter::WriteBacks);
+        Ok(())
+    }
+
+    fn sync_file(&self, file_id: FileId, file: &DataFile, slot: &ThreadSlot) -> Result<()> {
+        let _suspended = slot.suspend();
+        slot.stats.bump(Counter::IoSyncs);
+        file.storage
+            .sync()
+            .map_err(|source| Error::Sync { file_id, source })
+    }
+}

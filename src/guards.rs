@@ -1,0 +1,266 @@
+//! Guards: borrowed access to a resident page.
+//!
+//! - [`PageRef`]: a shared latch; derefs to the page's data as `&[u8]`, in
+//!   place in the frame (no copy). Writers wait until it is dropped;
+//!   optimistic readers do not.
+//! - [`PageMut`]: the exclusive latch; writes go through same-width atomic
+//!   stores (optimistic readers may be reading the frame meanwhile), and
+//!   reads through `Deref`. Dropping it publishes the writes by advancing
+//!   the page's version and marks the page dirty if anything was written.
+//! - [`ThreadPin`]: keeps this thread's epoch pin across calls, so hits run
+//!   no fence.
+//!
+//! Guards borrow the pool, and the bytes borrow the guard:
+//!
+//! ```compile_fail
+//! # use pagepool::*;
+//! # fn demo(pool: &BufferPool, page_id: PageId) -> Result<()> {
+//! let bytes: &[u8] = {
+//!     let page = pool.read(page_id)?;
+//!     &page[..16] // error: `page` does not live long enough
+//! };
+//! # let _ = bytes; Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use pagepool::*;
+//! # fn demo(config: PoolConfig, page_id: PageId) -> Result<()> {
+//! let pool = BufferPool::open(config)?;
+//! let page = pool.read(page_id)?;
+//! drop(pool); // error: cannot move out of `pool` because it is borrowed
+//! # drop(page); Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use pagepool::*;
+//! # fn demo(pool: &BufferPool, page_id: PageId) -> Result<()> {
+//! let mut page = pool.write(page_id)?;
+//! let bytes: &[u8] = &page[..8];
+//! page.store_u64(0, 1)?; // error: `page` is also borrowed as immutable
+//! # let _ = bytes; Ok(()) }
+//! ```
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::rc::Rc;
+
+use crate::epoch::ThreadSlot;
+use crate::frames::FrameId;
+use crate::page::{PageId, LSN_OFFSET, PAGE_DATA_SIZE};
+use crate::pool::BufferPool;
+use crate::view::{check, load_lsn, store_bytes, OptimisticView, OutOfBounds};
+
+/// A shared latch on a resident page. Derefs to the page's data area
+/// ([`PAGE_DATA_SIZE`] bytes) in the frame itself.
+///
+/// ```
+/// # use pagepool::*;
+/// # fn demo(pool: &BufferPool, page_id: PageId) -> Result<()> {
+/// let page = pool.read(page_id)?;
+/// let header: &[u8] = &page[..8]; // borrowed from the frame, no copy
+/// # let _ = header; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PageRef<'pool> {
+    pool: &'pool BufferPool,
+    frame_id: FrameId,
+    page_id: PageId,
+}
+
+impl<'pool> PageRef<'pool> {
+    /// Wraps a shared latch the caller has taken on `frame_id`.
+    pub(crate) fn new(pool: &'pool BufferPool, frame_id: FrameId, page_id: PageId) -> Self {
+        PageRef {
+            pool,
+            frame_id,
+            page_id,
+        }
+    }
+
+    /// The page this guard latches.
+    pub fn page_id(&self) -> PageId {
+        self.page_id
+    }
+
+    /// The page's LSN.
+    pub fn lsn(&self) -> u64 {
+        load_lsn(self.pool.frames().words(self.frame_id))
+    }
+
+    /// The page as an [`OptimisticView`] (atomic loads), for code written
+    /// against that interface.
+    pub fn view(&self) -> OptimisticView<'_> {
+        OptimisticView::new(self.pool.frames().words(self.frame_id))
+    }
+}
+
+impl Deref for PageRef<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: this guard holds the frame's shared latch for as long as
+        // the returned slice can live (it borrows `self`), so no writer
+        // stores to the frame meanwhile (DESIGN.md rule 3).
+        let bytes = unsafe { self.pool.frames().bytes(self.frame_id) };
+        &bytes[..PAGE_DATA_SIZE]
+    }
+}
+
+impl Drop for PageRef<'_> {
+    fn drop(&mut self) {
+        self.pool.release_shared(self.frame_id);
+    }
+}
+
+macro_rules! stores {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        #[inline]
+        pub fn $name(&mut self, offset: usize, value: $ty) -> Result<(), OutOfBounds> {
+            self.write_at(offset, &value.to_le_bytes())
+        }
+    )*};
+}
+
+/// The exclusive latch on a resident page.
+///
+/// Reads through `Deref` (`&[u8]` over the frame); writes through the
+/// store methods, which take `&mut self`, so no byte slice from this guard
+/// is alive while a store happens.
+///
+/// ```
+/// # use pagepool::*;
+/// # fn demo(pool: &BufferPool, page_id: PageId) -> Result<()> {
+/// let mut page = pool.write(page_id)?;
+/// page.store_u64(0, 42)?;
+/// page.write_at(8, b"hello")?;
+/// page.set_lsn(1001);
+/// assert_eq!(&page[8..13], b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PageMut<'pool> {
+    pool: &'pool BufferPool,
+    frame_id: FrameId,
+    page_id: PageId,
+    wrote: bool,
+}
+
+impl<'pool> PageMut<'pool> {
+    /// Wraps the exclusive latch the caller holds on `frame_id`. `dirty`
+    /// marks the page dirty on release even without a store (new pages).
+    pub(crate) fn new(
+        pool: &'pool BufferPool,
+        frame_id: FrameId,
+        page_id: PageId,
+        dirty: bool,
+    ) -> Self {
+        PageMut {
+            pool,
+            frame_id,
+            page_id,
+            wrote: dirty,
+        }
+    }
+
+    /// The page this guard latches.
+    pub fn page_id(&self) -> PageId {
+        self.page_id
+    }
+
+    /// Writes `bytes` at `offset` of the data area.
+    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), OutOfBounds> {
+        check(offset, bytes.len())?;
+        store_bytes(self.pool.frames().words(self.frame_id), offset, bytes);
+        self.wrote = true;
+        Ok(())
+    }
+
+    stores! {
+        /// Stores a little-endian `u64` at `offset` (any alignment).
+        store_u64: u64;
+        /// Stores a little-endian `u32` at `offset`.
+        store_u32: u32;
+        /// Stores a little-endian `u16` at `offset`.
+        store_u16: u16;
+        /// Stores a byte at `offset`.
+        store_u8: u8;
+    }
+
+    /// Sets every byte of the data area to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        let word = u64::from_ne_bytes([byte; 8]);
+        let words = self.pool.frames().words(self.frame_id);
+        for cell in &words[..PAGE_DATA_SIZE / 8] {
+            cell.store(word, crate::sync::Ordering::Relaxed);
+        }
+        self.wrote = true;
+    }
+
+    /// Sets the page's LSN: before this page is written back, the pool
+    /// calls the write-ahead-log hook with it.
+    pub fn set_lsn(&mut self, lsn: u64) {
+        let words = self.pool.frames().words(self.frame_id);
+        words[LSN_OFFSET / 8].store(lsn.to_le(), crate::sync::Ordering::Relaxed);
+        self.wrote = true;
+    }
+
+    /// The page's LSN.
+    pub fn lsn(&self) -> u64 {
+        load_lsn(self.pool.frames().words(self.frame_id))
+    }
+}
+
+impl Deref for PageMut<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: this guard holds the exclusive latch, so no other thread
+        // stores to the frame; this guard's own stores need `&mut self`,
+        // which the borrow of the returned slice rules out (DESIGN.md
+        // rules 2–3: racing optimistic loads are reads).
+        let bytes = unsafe { self.pool.frames().bytes(self.frame_id) };
+        &bytes[..PAGE_DATA_SIZE]
+    }
+}
+
+impl Drop for PageMut<'_> {
+    fn drop(&mut self) {
+        self.pool.release_exclusive(self.frame_id, self.wrote);
+    }
+}
+
+/// Keeps the current thread pinned in the pool's epoch across operations,
+/// so that hits on this thread run no fence (see
+/// [`BufferPool::pin_thread`]). Not `Send`: it belongs to its thread.
+///
+/// The pin is refreshed every 128 operations and released whenever the
+/// pool blocks (I/O, latch waits). Drop it before this thread idles or
+/// blocks outside the pool: while it lives, evicted frames cannot be
+/// reclaimed past this thread's epoch.
+pub struct ThreadPin<'pool> {
+    slot: Rc<ThreadSlot>,
+    _pool: PhantomData<&'pool BufferPool>,
+}
+
+impl<'pool> ThreadPin<'pool> {
+    pub(crate) fn new(slot: Rc<ThreadSlot>) -> ThreadPin<'pool> {
+        slot.begin_session();
+        ThreadPin {
+            slot,
+            _pool: PhantomData,
+        }
+    }
+}
+
+impl std::fmt::Debug for ThreadPin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThreadPin")
+    }
+}
+
+impl Drop for ThreadPin<'_> {
+    fn drop(&mut self) {
+        self.slot.end_session();
+    }
+}

@@ -1,0 +1,414 @@
+//! The buffer pool: the public API over frames, latches, table and storage.
+//!
+//! # Access protocol
+//!
+//! Every access starts with a lock-free page-table lookup under an epoch
+//! pin, then works on the frame's state word:
+//!
+//! - `read`: take the shared latch; check that the frame still holds the
+//!   page (it may have been recycled between lookup and latch); hand out a
+//!   [`PageRef`].
+//! - `write`: the same with the exclusive latch and a [`PageMut`].
+//! - `optimistic`: no latch. Record the version, note the frame's page id,
+//!   run the closure on atomic loads, validate the version and the page id.
+//!   The epoch pin held throughout keeps the frame from being reused (and
+//!   overwritten by an `O_DIRECT` read) under the closure. After
+//!   `optimistic_retries` failed validations, take the shared latch.
+//! - a miss loads the page (see `miss.rs`) and returns its frame still held
+//!   exclusively, so the caller that paid for the load gets the page.
+//!
+//! A thread that must wait (for a writer, or another thread's load of the
+//! same page) drops its epoch pin first and parks; see [`crate::latch`].
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::config::PoolConfig;
+use crate::epoch::{EpochDomain, ThreadSlot};
+use crate::error::{Error, Result};
+use crate::frames::{FrameId, Frames};
+use crate::guards::{PageMut, PageRef, ThreadPin};
+use crate::io::{DirectFile, Storage};
+use crate::latch::{blocks_reader, blocks_writer, Blocked, WaitQueues};
+use crate::miss::{FreeFrames, Load};
+use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
+use crate::stats::{Counter, Stats};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
+use crate::table::PageTable;
+use crate::view::OptimisticView;
+
+/// A data file registered in the pool.
+#[derive(Debug)]
+pub(crate) struct DataFile {
+    pub(crate) storage: Box<dyn Storage>,
+    /// Pages in the file, allocated pages included; only grows.
+    pub(crate) page_count: AtomicU64,
+}
+
+/// A buffer pool: a fixed set of 4 KiB frames caching pages of one or more
+/// files, shared by many threads.
+///
+/// ```
+/// use pagepool::{BufferPool, MemoryStorage, PoolConfig};
+///
+/// let pool = BufferPool::open(PoolConfig::new(64))?;
+/// let file = pool.open_storage(Box::new(MemoryStorage::new()))?;
+///
+/// let (page_id, mut page) = pool.allocate(file)?;
+/// page.store_u64(0, 42)?;
+/// drop(page);
+///
+/// let value = pool.optimistic(page_id, |view| view.load_u64(0))??;
+/// assert_eq!(value, 42);
+/// assert_eq!(&pool.read(page_id)?[..8], &42u64.to_le_bytes());
+/// pool.close()?;
+/// # Ok::<(), pagepool::Error>(())
+/// ```
+pub struct BufferPool {
+    pub(crate) frames: Frames,
+    pub(crate) table: PageTable,
+    pub(crate) queues: WaitQueues,
+    pub(crate) files: RwLock<Vec<Arc<DataFile>>>,
+    pub(crate) free: Arc<FreeFrames>,
+    pub(crate) clock_hand: CachePadded<AtomicUsize>,
+    pub(crate) epoch: EpochDomain,
+    pub(crate) config: PoolConfig,
+    /// Set once `close` has flushed everything; `Drop` then skips flushing.
+    closed: bool,
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`BufferPool::close`] could not write everything back. The pool is
+/// handed back, every page that failed still dirty, so the caller can retry
+/// or inspect; converting this into [`Error`] drops the pool, which tries
+/// once more and logs what it still could not write.
+#[derive(Debug)]
+pub struct CloseError {
+    /// The first error met.
+    pub error: Error,
+    /// The pool, still open.
+    pub pool: Box<BufferPool>,
+}
+
+impl std::fmt::Display for CloseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "closing the pool failed: {}", self.error)
+    }
+}
+
+impl std::error::Error for CloseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<CloseError> for Error {
+    fn from(e: CloseError) -> Error {
+        e.error
+    }
+}
+
+impl BufferPool {
+    /// Opens a pool: allocates and zeroes every frame now, once.
+    pub fn open(config: PoolConfig) -> Result<BufferPool> {
+        config.validate()?;
+        let frames = Frames::new(config.frames).ok_or_else(|| {
+            Error::InvalidConfig(format!("cannot allocate {} frames", config.frames))
+        })?;
+        Ok(BufferPool {
+            table: PageTable::new(config.frames),
+            queues: WaitQueues::new(config.frames.clamp(1, 1024)),
+            files: RwLock::new(Vec::new()),
+            free: FreeFrames::new(config.frames),
+            clock_hand: CachePadded::new(AtomicUsize::new(0)),
+            epoch: EpochDomain::new(),
+            frames,
+            config,
+            closed: false,
+        })
+    }
+
+    /// Opens (creating with mode 0600 if absent) a data file with the
+    /// configured [`IoMode`](crate::IoMode).
+    pub fn open_file(&self, path: impl AsRef<Path>) -> Result<FileId> {
+        let file = DirectFile::open(path, self.config.io_mode)?;
+        self.open_storage(Box::new(file))
+    }
+
+    /// Registers any [`Storage`] as a data file (in-memory stores for tests,
+    /// fault injectors).
+    pub fn open_storage(&self, storage: Box<dyn Storage>) -> Result<FileId> {
+        let page_count = storage.page_count().map_err(|source| Error::Open {
+            path: format!("{storage:?}").into(),
+            source,
+        })?;
+        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        if files.len() >= MAX_FILES {
+            return Err(Error::TooManyFiles(MAX_FILES));
+        }
+        let file_id = FileId(files.len() as u16);
+        files.push(Arc::new(DataFile {
+            storage,
+            page_count: AtomicU64::new(page_count),
+        }));
+        Ok(file_id)
+    }
+
+    /// Pages in `file_id`, allocated pages included.
+    pub fn page_count(&self, file_id: FileId) -> Result<u64> {
+        Ok(self.file(file_id)?.page_count.load(Ordering::Acquire))
+    }
+
+    /// Number of frames.
+    pub fn frame_count(&self) -> usize {
+        self.frames.frame_count()
+    }
+
+    /// The configuration the pool was opened with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Counters summed over every thread.
+    pub fn stats(&self) -> Stats {
+        self.epoch.stats()
+    }
+
+    /// Keeps this thread pinned in the pool's epoch until the returned
+    /// token drops, so hits run no fence. Hold one around a batch of
+    /// operations; drop it before the thread idles.
+    ///
+    /// ```
+    /// # use pagepool::*;
+    /// # fn demo(pool: &BufferPool, pages: &[PageId]) -> Result<u64> {
+    /// let _pin = pool.pin_thread();
+    /// let mut sum = 0;
+    /// for &page_id in pages {
+    ///     sum += pool.optimistic(page_id, |view| view.load_u64(0))??;
+    /// }
+    /// # Ok(sum) }
+    /// ```
+    pub fn pin_thread(&self) -> ThreadPin<'_> {
+        ThreadPin::new(self.epoch.slot())
+    }
+
+    /// Takes a shared latch on `page_id`, loading it on a miss.
+    pub fn read(&self, page_id: PageId) -> Result<PageRef<'_>> {
+        let slot = self.epoch.slot();
+        self.read_with(page_id, &slot)
+    }
+
+    fn read_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageRef<'_>> {
+        loop {
+            let Some(frame_id) = self.lookup(page_id, slot) else {
+                if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
+                    if self.frames.meta(frame_id).latch.downgrade_clean() {
+                        self.queues.wake(frame_id);
+                    }
+                    return Ok(PageRef::new(self, frame_id, page_id));
+                }
+                continue;
+            };
+            let meta = self.frames.meta(frame_id);
+            match meta.latch.try_lock_shared() {
+                Ok(()) if meta.page_id() == Some(page_id) => {
+                    slot.stats.bump(Counter::Hits);
+                    return Ok(PageRef::new(self, frame_id, page_id));
+                }
+                Ok(()) => self.release_shared(frame_id),
+                Err(Blocked::Exclusive) => self.wait(slot, frame_id, blocks_reader),
+                Err(Blocked::Overflow) => return Err(Error::TooManySharedGuards { page_id }),
+                Err(Blocked::Free | Blocked::Shared) => {}
+            }
+        }
+    }
+
+    /// Takes the exclusive latch on `page_id`, loading it on a miss.
+    pub fn write(&self, page_id: PageId) -> Result<PageMut<'_>> {
+        let slot = self.epoch.slot();
+        loop {
+            let Some(frame_id) = self.lookup(page_id, &slot) else {
+                if let Load::Loaded(frame_id) = self.load(page_id, &slot)? {
+                    return Ok(PageMut::new(self, frame_id, page_id, false));
+                }
+                continue;
+            };
+            let meta = self.frames.meta(frame_id);
+            match meta.latch.try_lock_exclusive() {
+                Ok(()) if meta.page_id() == Some(page_id) => {
+                    slot.stats.bump(Counter::Hits);
+                    return Ok(PageMut::new(self, frame_id, page_id, false));
+                }
+                Ok(()) => self.release_exclusive(frame_id, false),
+                Err(Blocked::Exclusive | Blocked::Shared) => {
+                    self.wait(&slot, frame_id, blocks_writer)
+                }
+                Err(Blocked::Free | Blocked::Overflow) => {}
+            }
+        }
+    }
+
+    /// Reads `page_id` without latching: runs `read` on a view of the
+    /// frame and returns its result once the page's version validates.
+    ///
+    /// `read` may run several times, and may see bytes that a concurrent
+    /// writer is changing; only the run that validates counts. See
+    /// [`OptimisticView`]. After `optimistic_retries` failed validations
+    /// the read runs once more under the shared latch. On a miss the page
+    /// is loaded and `read` runs under the shared latch.
+    pub fn optimistic<R>(
+        &self,
+        page_id: PageId,
+        mut read: impl FnMut(OptimisticView<'_>) -> R,
+    ) -> Result<R> {
+        let slot = self.epoch.slot();
+        let mut failures = 0;
+        loop {
+            let guard = slot.pin();
+            let Some(frame_id) = self.table.lookup(page_id, &guard) else {
+                drop(guard);
+                if let Load::Loaded(frame_id) = self.load(page_id, &slot)? {
+                    if self.frames.meta(frame_id).latch.downgrade_clean() {
+                        self.queues.wake(frame_id);
+                    }
+                    let page = PageRef::new(self, frame_id, page_id);
+                    return Ok(read(page.view()));
+                }
+                continue;
+            };
+            let meta = self.frames.meta(frame_id);
+            match meta.latch.optimistic_begin() {
+                Ok(begin) => {
+                    let held = meta.page_id();
+                    let result = read(OptimisticView::new(self.frames.words(frame_id)));
+                    if meta.latch.optimistic_validate(begin) && held == Some(page_id) {
+                        meta.latch.clear_mark(begin);
+                        slot.stats.bump(Counter::Hits);
+                        return Ok(result);
+                    }
+                    slot.stats.bump(Counter::OptimisticRetries);
+                    failures += 1;
+                    if failures > self.config.optimistic_retries {
+                        drop(guard);
+                        slot.stats.bump(Counter::OptimisticFallbacks);
+                        let page = self.read_with(page_id, &slot)?;
+                        return Ok(read(page.view()));
+                    }
+                }
+                Err(Blocked::Exclusive) => {
+                    drop(guard);
+                    self.wait(&slot, frame_id, blocks_reader);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Appends a new zeroed page to `file_id` and returns it latched
+    /// exclusively (and dirty: it reaches the file at the next write-back).
+    pub fn allocate(&self, file_id: FileId) -> Result<(PageId, PageMut<'_>)> {
+        let file = self.file(file_id)?;
+        let slot = self.epoch.slot();
+        let frame_id = self.take_free_frame(&slot)?;
+        let page_no = file.page_count.fetch_add(1, Ordering::AcqRel);
+        if page_no >= MAX_PAGES_PER_FILE {
+            file.page_count.fetch_sub(1, Ordering::AcqRel);
+            self.free_unpublished(frame_id);
+            return Err(Error::PageOutOfRange {
+                page_id: PageId::new(file_id, page_no),
+                page_count: MAX_PAGES_PER_FILE,
+            });
+        }
+        let page_id = PageId::new(file_id, page_no);
+        self.frames.zero(frame_id);
+        self.frames.meta(frame_id).set_page_id(Some(page_id));
+        let guard = slot.pin();
+        let inserted = self.table.insert(page_id, frame_id, &guard);
+        // Page numbers past the old count were never loadable, so no entry
+        // for this one can exist.
+        assert!(inserted.is_ok(), "fresh {page_id} already mapped");
+        slot.stats.bump(Counter::Misses);
+        Ok((page_id, PageMut::new(self, frame_id, page_id, true)))
+    }
+
+    /// Writes every dirty page back, syncs every file, and closes the pool.
+    /// On failure the pool comes back inside the error, still open.
+    pub fn close(mut self) -> std::result::Result<(), CloseError> {
+        match self.flush_all() {
+            Ok(()) => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(error) => Err(CloseError {
+                error,
+                pool: Box::new(self),
+            }),
+        }
+    }
+
+    /// The frame the table maps `page_id` to, if any (a hint: the caller
+    /// checks the frame under its latch or validation).
+    #[inline]
+    pub(crate) fn lookup(&self, page_id: PageId, slot: &ThreadSlot) -> Option<FrameId> {
+        let guard = slot.pin();
+        self.table.lookup(page_id, &guard)
+    }
+
+    /// Drops this thread's pin and parks until `blocked` no longer holds
+    /// for the frame's state.
+    pub(crate) fn wait(&self, slot: &ThreadSlot, frame_id: FrameId, blocked: fn(u64) -> bool) {
+        let _suspended = slot.suspend();
+        self.queues
+            .wait_while(&self.frames.meta(frame_id).latch, frame_id, blocked);
+    }
+
+    pub(crate) fn release_shared(&self, frame_id: FrameId) {
+        if self.frames.meta(frame_id).latch.unlock_shared() {
+            self.queues.wake(frame_id);
+        }
+    }
+
+    pub(crate) fn release_exclusive(&self, frame_id: FrameId, wrote: bool) {
+        if self.frames.meta(frame_id).latch.unlock_exclusive(wrote) {
+            self.queues.wake(frame_id);
+        }
+    }
+
+    pub(crate) fn frames(&self) -> &Frames {
+        &self.frames
+    }
+
+    pub(crate) fn file(&self, file_id: FileId) -> Result<Arc<DataFile>> {
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        files
+            .get(file_id.index())
+            .cloned()
+            .ok_or(Error::UnknownFile(file_id))
+    }
+
+    pub(crate) fn thread_slot(&self) -> Rc<ThreadSlot> {
+        self.epoch.slot()
+    }
+}
+
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if let Err(error) = self.flush_all() {
+            log::error!("pagepool: dropping the pool lost dirty pages: {error}");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Counters, kept per thread so that counting a hit writes no shared
+//! cache line.
+//!
+//! Each thread that uses a pool gets its own [`ThreadStats`], written only
+//! by that thread (a plain load and store, no read-modify-write) and read
+//! by [`BufferPool::stats`](crate::BufferPool::stats), which sums every
+//! thread's counters. A thread's counters outlive the thread, so totals
+//! never go down.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// What a pool has done since it opened. Sum of every thread's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Accesses that found their page resident.
+    pub hits: u64,
+    /// Accesses that had to load their page.
+    pub misses: u64,
+    /// Pages evicted to make room.
+    pub evictions: u64,
+    /// Dirty pages written back (by eviction or flush).
+    pub write_backs: u64,
+    /// Optimistic reads that failed validation and ran again.
+    pub optimistic_retries: u64,
+    /// Optimistic reads that gave up and took the shared latch.
+    pub optimistic_fallbacks: u64,
+    /// Page reads issued to storage.
+    pub io_reads: u64,
+    /// Page writes issued to storage.
+    pub io_writes: u64,
+    /// Syncs (`fdatasync`) issued to storage.
+    pub io_syncs: u64,
+}
+
+impl Stats {
+    /// Fraction of accesses that hit, 0 when there were none.
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+/// Which counter to bump.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    Hits,
+    Misses,
+    Evictions,
+    WriteBacks,
+    OptimisticRetries,
+    OptimisticFallbacks,
+    IoReads,
+    IoWrites,
+    IoSyncs,
+}
+
+const COUNTERS: usize = 9;
+
+/// One thread's counters. Only the owning thread writes them.
+#[derive(Debug, Default)]
+pub(crate) struct ThreadStats {
+    counters: [AtomicU64; COUNTERS],
+}
+
+impl ThreadStats {
+    /// Adds one to `counter`. Must only be called by the owning thread
+    /// (the load-then-store would lose updates otherwise).
+    #[inline]
+    pub(crate) fn bump(&self, counter: Counter) {
+        let cell = &self.counters[counter as usize];
+        cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Adds this thread's counters into `total`.
+    pub(crate) fn add_to(&self, total: &mut Stats) {
+        let get = |counter: Counter| self.counters[counter as usize].load(Ordering::Relaxed);
+        total.hits += get(Counter::Hits);
+        total.misses += get(Counter::Misses);
+        total.evictions += get(Counter::Evictions);
+        total.write_backs += get(Counter::WriteBacks);
+        total.optimistic_retries += get(Counter::OptimisticRetries);
+        total.optimistic_fallbacks += get(Counter::OptimisticFallbacks);
+        total.io_reads += get(Counter::IoReads);
+        total.io_writes += get(Counter::IoWrites);
+        total.io_syncs += get(Counter::IoSyncs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_sum_and_ratio() {
+        let stats = ThreadStats::default();
+        stats.bump(Counter::Hits);
+        stats.bump(Counter::Hits);
+        stats.bump(Counter::Hits);
+        stats.bump(Counter::Misses);
+        stats.bump(Counter::IoSyncs);
+        let mut total = Stats::default();
+        stats.add_to(&mut total);
+        stats.add_to(&mut total);
+        assert_eq!((total.hits, total.misses, total.io_syncs), (6, 2, 2));
+        assert_eq!(total.hit_ratio(), 0.75);
+        assert_eq!(Stats::default().hit_ratio(), 0.0);
+    }
+}

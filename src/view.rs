@@ -1,0 +1,241 @@
+//! Reading and writing page bytes through atomic words.
+//!
+//! Frame memory is `AtomicU64` words (DESIGN.md rule 1). A byte at offset
+//! `o` is byte `o % 8` of word `o / 8` in memory order, so the words and a
+//! byte view of the same frame agree; multi-byte values are little-endian
+//! on disk and in these accessors. Every accessor is bounds-checked against
+//! the page's data area and total: no byte pattern makes it panic.
+
+use crate::page::{LSN_OFFSET, PAGE_DATA_SIZE};
+use crate::sync::{AtomicU64, Ordering};
+
+/// An access fell outside the page's data area
+/// ([`PAGE_DATA_SIZE`](crate::PAGE_DATA_SIZE) bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfBounds {
+    /// First byte of the access.
+    pub offset: usize,
+    /// Length of the access.
+    pub len: usize,
+}
+
+impl std::fmt::Display for OutOfBounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "access of {} bytes at offset {} is outside the {PAGE_DATA_SIZE}-byte page data",
+            self.len, self.offset
+        )
+    }
+}
+
+impl std::error::Error for OutOfBounds {}
+
+impl From<OutOfBounds> for crate::Error {
+    fn from(e: OutOfBounds) -> crate::Error {
+        crate::Error::OutOfBounds {
+            offset: e.offset,
+            len: e.len,
+            limit: PAGE_DATA_SIZE,
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn check(offset: usize, len: usize) -> Result<(), OutOfBounds> {
+    match offset.checked_add(len) {
+        Some(end) if end <= PAGE_DATA_SIZE => Ok(()),
+        _ => Err(OutOfBounds { offset, len }),
+    }
+}
+
+/// Copies `out.len()` bytes starting at `offset` (in bounds) out of `words`.
+pub(crate) fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
+    let mut done = 0;
+    while done < out.len() {
+        let at = offset + done;
+        let word = words[at / 8].load(Ordering::Relaxed).to_ne_bytes();
+        let skip = at % 8;
+        let take = (8 - skip).min(out.len() - done);
+        out[done..done + take].copy_from_slice(&word[skip..skip + take]);
+        done += take;
+    }
+}
+
+/// Stores `src` at `offset` (in bounds) into `words`: whole words are
+/// stored, partial words are load-merge-stored. The caller holds the
+/// frame's latch exclusively, so the merge races no other writer.
+pub(crate) fn store_bytes(words: &[AtomicU64], offset: usize, src: &[u8]) {
+    let mut done = 0;
+    while done < src.len() {
+        let at = offset + done;
+        let cell = &words[at / 8];
+        let skip = at % 8;
+        let take = (8 - skip).min(src.len() - done);
+        let mut word = if take == 8 {
+            [0u8; 8]
+        } else {
+            cell.load(Ordering::Relaxed).to_ne_bytes()
+        };
+        word[skip..skip + take].copy_from_slice(&src[done..done + take]);
+        cell.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        done += take;
+    }
+}
+
+/// Reads the LSN from a frame's trailer.
+pub(crate) fn load_lsn(words: &[AtomicU64]) -> u64 {
+    u64::from_le(words[LSN_OFFSET / 8].load(Ordering::Relaxed))
+}
+
+macro_rules! loads {
+    ($($(#[$doc:meta])* $name:ident -> $ty:ty;)*) => {$(
+        $(#[$doc])*
+        #[inline]
+        pub fn $name(&self, offset: usize) -> Result<$ty, OutOfBounds> {
+            const LEN: usize = std::mem::size_of::<$ty>();
+            check(offset, LEN)?;
+            let mut bytes = [0u8; LEN];
+            load_bytes(self.words, offset, &mut bytes);
+            Ok(<$ty>::from_le_bytes(bytes))
+        }
+    )*};
+}
+
+/// A page read without a latch, inside [`BufferPool::optimistic`]
+/// (crate::BufferPool::optimistic).
+///
+/// Every value read here may be garbage until the pool validates the
+/// page's version after the closure returns; the pool discards the
+/// closure's result and runs it again if validation fails. So use what you
+/// read only to compute the result, never as a pointer or an unchecked
+/// index: every accessor here is bounds-checked and total.
+///
+/// ```
+/// # use pagepool::*;
+/// # fn demo(pool: &BufferPool, page_id: PageId) -> pagepool::Result<()> {
+/// let first = pool.optimistic(page_id, |view| view.load_u64(0))??;
+/// # let _ = first; Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct OptimisticView<'a> {
+    words: &'a [AtomicU64],
+}
+
+impl<'a> OptimisticView<'a> {
+    pub(crate) fn new(words: &'a [AtomicU64]) -> OptimisticView<'a> {
+        OptimisticView { words }
+    }
+
+    /// Loads the little-endian `u64` at `offset` (any alignment).
+    #[inline]
+    pub fn load_u64(&self, offset: usize) -> Result<u64, OutOfBounds> {
+        check(offset, 8)?;
+        if offset % 8 == 0 {
+            return Ok(u64::from_le(self.words[offset / 8].load(Ordering::Relaxed)));
+        }
+        let mut bytes = [0u8; 8];
+        load_bytes(self.words, offset, &mut bytes);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    loads! {
+        /// Loads the little-endian `u32` at `offset`.
+        load_u32 -> u32;
+        /// Loads the little-endian `u16` at `offset`.
+        load_u16 -> u16;
+        /// Loads the byte at `offset`.
+        load_u8 -> u8;
+    }
+
+    /// Copies `out.len()` bytes starting at `offset` into `out`.
+    pub fn copy_to(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfBounds> {
+        check(offset, out.len())?;
+        load_bytes(self.words, offset, out);
+        Ok(())
+    }
+
+    /// Sum of the page's data area as little-endian `u64` words (the last,
+    /// partial word counted as its zero-padded value); a whole-page scan
+    /// in one call.
+    pub fn sum_u64(&self) -> u64 {
+        self.words[..PAGE_DATA_SIZE / 8]
+            .iter()
+            .fold(0u64, |sum, w| {
+                sum.wrapping_add(u64::from_le(w.load(Ordering::Relaxed)))
+            })
+    }
+
+    /// The page's LSN.
+    pub fn lsn(&self) -> u64 {
+        load_lsn(self.words)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::PAGE_WORDS;
+
+    fn words() -> Vec<AtomicU64> {
+        (0..PAGE_WORDS).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[test]
+    fn stores_and_loads_agree_at_every_alignment() {
+        let words = words();
+        for offset in [0, 1, 7, 8, 13, PAGE_DATA_SIZE - 8] {
+            store_bytes(&words, offset, &0x1122_3344_5566_7788u64.to_le_bytes());
+            let view = OptimisticView::new(&words);
+            assert_eq!(
+                view.load_u64(offset),
+                Ok(0x1122_3344_5566_7788),
+                "offset {offset}"
+            );
+            assert_eq!(view.load_u8(offset), Ok(0x88));
+            assert_eq!(view.load_u16(offset), Ok(0x7788));
+            assert_eq!(view.load_u32(offset + 4), Ok(0x1122_3344));
+        }
+    }
+
+    #[test]
+    fn partial_stores_keep_neighbouring_bytes() {
+        let words = words();
+        store_bytes(&words, 0, &[0xFF; 16]);
+        store_bytes(&words, 3, &[1, 2, 3]);
+        let mut out = [0u8; 16];
+        OptimisticView::new(&words).copy_to(0, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                0xFF, 0xFF, 0xFF, 1, 2, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                0xFF
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_bounds_is_an_error_never_a_panic() {
+        let words = words();
+        let view = OptimisticView::new(&words);
+        assert!(view.load_u64(PAGE_DATA_SIZE - 7).is_err());
+        assert!(view.load_u8(PAGE_DATA_SIZE).is_err());
+        assert!(view.load_u32(usize::MAX).is_err());
+        assert!(view.copy_to(usize::MAX - 1, &mut [0u8; 4]).is_err());
+        assert!(view.copy_to(0, &mut vec![0u8; PAGE_DATA_SIZE + 1]).is_err());
+        let err: crate::Error = view.load_u16(5000).unwrap_err().into();
+        assert!(err.to_string().contains("offset 5000"), "{err}");
+    }
+
+    #[test]
+    fn sum_covers_the_data_area_only() {
+        let words = words();
+        for w in &words {
+            w.store(u64::to_le(1), Ordering::Relaxed);
+        }
+        assert_eq!(
+            OptimisticView::new(&words).sum_u64(),
+            (PAGE_DATA_SIZE / 8) as u64
+        );
+    }
+}
