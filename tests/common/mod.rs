@@ -1,0 +1,90 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pagepool::{MemoryStorage, Storage};
+
+/// A fresh directory for this test on the project's file system (which
+/// accepts `O_DIRECT`; /tmp or /dev/shm may not).
+pub fn scratch_dir(test: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// In-memory storage that counts I/O, records the buffers it was handed,
+/// can fail reads, writes or syncs on demand, and can slow reads down.
+#[derive(Debug, Default)]
+pub struct Instrumented {
+    pub inner: MemoryStorage,
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub syncs: AtomicU64,
+    pub fail_reads: AtomicBool,
+    pub fail_writes: AtomicBool,
+    pub fail_syncs: AtomicBool,
+    pub read_delay_ms: AtomicU64,
+    pub read_buffers: Mutex<Vec<usize>>,
+    pub in_flight_reads: AtomicUsize,
+    pub max_in_flight_reads: AtomicUsize,
+}
+
+impl Instrumented {
+    pub fn new() -> Arc<Instrumented> {
+        Arc::new(Instrumented::default())
+    }
+}
+
+/// Shares an `Arc<Instrumented>` with the pool.
+#[derive(Debug)]
+pub struct Shared(pub Arc<Instrumented>);
+
+impl Storage for Shared {
+    fn page_count(&self) -> io::Result<u64> {
+        self.0.inner.page_count()
+    }
+
+    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
+        let s = &self.0;
+        s.reads.fetch_add(1, Ordering::SeqCst);
+        s.read_buffers.lock().unwrap().push(buf.as_ptr() as usize);
+        let now = s.in_flight_reads.fetch_add(1, Ordering::SeqCst) + 1;
+        s.max_in_flight_reads.fetch_max(now, Ordering::SeqCst);
+        let delay = s.read_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        s.in_flight_reads.fetch_sub(1, Ordering::SeqCst);
+        if s.fail_reads.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc_eio()));
+        }
+        s.inner.read_page(page_no, buf)
+    }
+
+    fn write_page(&self, page_no: u64, buf: &[u8]) -> io::Result<()> {
+        self.0.writes.fetch_add(1, Ordering::SeqCst);
+        if self.0.fail_writes.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.0.inner.write_page(page_no, buf)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.0.syncs.fetch_add(1, Ordering::SeqCst);
+        if self.0.fail_syncs.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc_eio()));
+        }
+        Ok(())
+    }
+}
+
+fn libc_eio() -> i32 {
+    5
+}
