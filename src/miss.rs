@@ -187,26 +187,45 @@ impl BufferPool {
     }
 
     /// A free frame, latched exclusively and unreachable; evicts if needed.
+    ///
+    /// Sweeps without pause while the clock has not yet gone twice round
+    /// the pool (the first pass only sets marks); after that, and while
+    /// enough retired frames are already on their way back through the
+    /// epoch, it nudges the epoch and backs off instead of evicting more.
     pub(crate) fn take_free_frame(&self, slot: &ThreadSlot) -> Result<FrameId> {
         let started = Instant::now();
         let timeout = Duration::from_millis(self.config.frame_wait_timeout_ms);
+        let full_sweeps = 2 * self.frames.frame_count();
+        let mut visited_without_eviction = 0;
         let backoff = Backoff::new();
         loop {
             if let Some(frame_id) = self.free.pop() {
                 self.frames.meta(frame_id).latch.claim_free();
                 return Ok(frame_id);
             }
-            let swept = self.sweep(slot);
             let pending = self.free.pending();
+            let swept = if pending >= self.config.evict_batch {
+                Ok(0)
+            } else {
+                self.sweep(slot)
+            };
             if pending > 0 {
                 slot.collect();
             }
             match swept {
-                Ok(evicted) if evicted > 0 => continue,
+                Ok(0) if visited_without_eviction < full_sweeps && pending == 0 => {
+                    visited_without_eviction += self.config.evict_batch;
+                    continue;
+                }
+                Ok(0) => {}
+                Ok(_) => {
+                    visited_without_eviction = 0;
+                    continue;
+                }
                 // Every candidate failed to write back and nothing else is
                 // coming: report the write error rather than wait.
                 Err(error) if pending == 0 => return Err(error),
-                _ => {}
+                Err(_) => {}
             }
             if started.elapsed() >= timeout {
                 return Err(Error::NoFreeFrame {

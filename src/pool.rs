@@ -333,13 +333,23 @@ impl BufferPool {
         let page_id = PageId::new(file_id, page_no);
         self.frames.zero(frame_id);
         self.frames.meta(frame_id).set_page_id(Some(page_id));
-        let guard = slot.pin();
-        let inserted = self.table.insert(page_id, frame_id, &guard);
-        // Page numbers past the old count were never loadable, so no entry
-        // for this one can exist.
-        assert!(inserted.is_ok(), "fresh {page_id} already mapped");
+        let inserted = {
+            let guard = slot.pin();
+            self.table.insert(page_id, frame_id, &guard)
+        };
         slot.stats.bump(Counter::Misses);
-        Ok((page_id, PageMut::new(self, frame_id, page_id, true)))
+        if inserted.is_ok() {
+            return Ok((page_id, PageMut::new(self, frame_id, page_id, true)));
+        }
+        // Another thread read the new page number between our bump of the
+        // page count and our insert, and loaded it (as a never-written zero
+        // page). Use its frame: take it exclusively and hand it out zeroed.
+        self.frames.meta(frame_id).set_page_id(None);
+        self.free_unpublished(frame_id);
+        let mut page = self.write(page_id)?;
+        page.fill(0);
+        page.set_lsn(0);
+        Ok((page_id, page))
     }
 
     /// Writes every dirty page back, syncs every file, and closes the pool.

@@ -510,3 +510,50 @@ fn thread_pin_amortises_and_is_released_for_blocking() {
     }
     drop(pin);
 }
+
+#[test]
+fn reading_a_page_while_it_is_being_allocated_is_safe() {
+    let pool = pool(16);
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..3000 {
+                let (page_id, mut page) = pool.allocate(file).unwrap();
+                assert_eq!(page.load_zeroed(), 0, "a new page is zeroed");
+                page.store_u64(0, page_id.page_no() + 1).unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let count = pool.page_count(file).unwrap();
+                if count == 0 {
+                    continue;
+                }
+                let page = pool.read(PageId::new(file, count - 1)).unwrap();
+                let value = u64::from_le_bytes(page[..8].try_into().unwrap());
+                assert!(
+                    value == 0 || value == count,
+                    "page {} holds {value}",
+                    count - 1
+                );
+            }
+        });
+    });
+    for page_no in 0..3000 {
+        let page = pool.read(PageId::new(file, page_no)).unwrap();
+        assert_eq!(page[..8], (page_no + 1).to_le_bytes());
+    }
+}
+
+trait LoadZeroed {
+    fn load_zeroed(&self) -> u64;
+}
+
+impl LoadZeroed for pagepool::PageMut<'_> {
+    /// Sum of every byte: 0 iff the data area is all zeros.
+    fn load_zeroed(&self) -> u64 {
+        self.iter().map(|&b| u64::from(b)).sum()
+    }
+}

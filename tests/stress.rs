@@ -62,6 +62,8 @@ struct Shared {
     /// Writes made to each page (bumped under the page's exclusive latch).
     writes: Vec<AtomicU64>,
     pages: AtomicU64,
+    /// Pages whose first contents are written.
+    ready: Vec<AtomicBool>,
     /// Allocations made or about to be made (bounds the page count).
     reserved: AtomicU64,
     stop: AtomicBool,
@@ -86,6 +88,9 @@ fn worker(shared: &Shared, seed: u64, max_ops: u64, use_pin: bool) -> u64 {
         ops += 1;
         let pages = shared.pages.load(Ordering::SeqCst);
         let page_no = rng.below(pages);
+        if !shared.ready[page_no as usize].load(Ordering::SeqCst) {
+            continue; // its allocation is still in flight on another thread
+        }
         let page_id = PageId::new(shared.file, page_no);
         let seen = match rng.below(100) {
             0..=44 => {
@@ -170,6 +175,9 @@ fn run(frames: usize, initial_pages: u64, threads: usize, max_ops: u64, deadline
         writes: (0..MAX_PAGES).map(|_| AtomicU64::new(0)).collect(),
         pages: AtomicU64::new(initial_pages),
         reserved: AtomicU64::new(initial_pages),
+        ready: (0..MAX_PAGES as u64)
+            .map(|n| AtomicBool::new(n < initial_pages))
+            .collect(),
         stop: AtomicBool::new(false),
     };
     let started = Instant::now();
