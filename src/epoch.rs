@@ -29,16 +29,16 @@ use std::sync::{Arc, Weak};
 use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
 use crate::stats::{Stats, ThreadStats};
-use crate::sync::{lock, thread_local, AtomicU64, Mutex, Ordering};
+use crate::sync::{lock, next_pool_uid, thread_local, Mutex};
 
 /// A session pin is refreshed after this many operations.
 pub(crate) const REPIN_EVERY_OPS: u32 = 128;
 
-/// Pool ids for the thread-local registry; never reused.
-static NEXT_POOL_UID: AtomicU64 = AtomicU64::new(1);
-
 thread_local! {
-    static SLOTS: RefCell<Vec<Rc<ThreadSlot>>> = const { RefCell::new(Vec::new()) };
+    // Not `const`-initialised: loom's and shuttle's `thread_local!` do not
+    // accept that form.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static SLOTS: RefCell<Vec<Rc<ThreadSlot>>> = RefCell::new(Vec::new());
 }
 
 /// A pool's epoch domain: its collector and the registry of per-thread
@@ -76,7 +76,7 @@ impl EpochDomain {
     pub(crate) fn new() -> EpochDomain {
         EpochDomain {
             collector: Collector::new(),
-            uid: NEXT_POOL_UID.fetch_add(1, Ordering::Relaxed),
+            uid: next_pool_uid(),
             alive: Arc::new(()),
             thread_stats: Mutex::new(Vec::new()),
         }

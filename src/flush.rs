@@ -159,8 +159,11 @@ impl BufferPool {
             })?;
         }
         // SAFETY: the caller holds the exclusive latch and nothing stores to
-        // the frame while this slice lives (the stamp is stored after).
-        let crc = checksum(unsafe { self.frames.bytes(frame_id) }, page_id.page_no());
+        // the frame while the closure runs (the stamp is stored after).
+        let crc = unsafe {
+            self.frames
+                .with_bytes(frame_id, |bytes| checksum(bytes, page_id.page_no()))
+        };
         let trailer = u64::from(crc) | (u64::from(u32::from_le_bytes(MAGIC)) << 32);
         words[CHECKSUM_OFFSET / 8].store(trailer.to_le(), Ordering::Relaxed);
         Ok(())
@@ -172,11 +175,13 @@ impl BufferPool {
         let file = self.file(page_id.file_id())?;
         slot.stats.bump(Counter::IoWrites);
         // SAFETY: the caller holds the frame's latch (shared, or exclusive
-        // without storing), so no store races this slice (DESIGN.md rule 3).
-        let bytes = unsafe { self.frames.bytes(frame_id) };
-        file.storage
-            .write_page(page_id.page_no(), bytes)
-            .map_err(|source| Error::Write { page_id, source })?;
+        // without storing), so no store races the write (DESIGN.md rule 3).
+        let written = unsafe {
+            self.frames.with_bytes(frame_id, |bytes| {
+                file.storage.write_page(page_id.page_no(), bytes)
+            })
+        };
+        written.map_err(|source| Error::Write { page_id, source })?;
         slot.stats.bump(Counter::WriteBacks);
         Ok(())
     }

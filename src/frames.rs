@@ -4,23 +4,24 @@
 //!
 //! # Invariants
 //!
-//! 1. Frame memory is only ever accessed as `AtomicU64` words, except for
-//!    the byte views below, whose preconditions make them race-free
-//!    (DESIGN.md, memory-model rules 1–3).
+//! 1. Frame memory is only ever accessed as atomic words, except through
+//!    [`Frames::with_bytes`] and [`Frames::fill_bytes`], whose callers
+//!    guarantee exclusion (DESIGN.md memory-model rules 1–3).
 //! 2. `frame_id < frame_count` for every frame id the pool hands around;
 //!    the accessors assert it.
 //! 3. `FrameMeta::page_id` changes only while the frame's latch is held
-//!    exclusively (loading) and is read by optimistic readers inside their
-//!    validated window, so a stale value never validates.
-
-use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::ptr::NonNull;
+//!    exclusively, and optimistic readers read it inside their validated
+//!    window, so a stale value never validates.
+//!
+//! Under a model checker the arena is a boxed slice of the checker's
+//! atomics (no byte views; the bulk accessors copy word by word) and pages
+//! are a few words; see [`crate::sync`].
 
 use crossbeam_utils::CachePadded;
 
 use crate::latch::PageLatch;
 use crate::page::{PageId, PAGE_SIZE, PAGE_WORDS};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AccessTracker, AtomicU64, FrameWord, Ordering};
 
 /// Index of a frame in the arena.
 pub(crate) type FrameId = usize;
@@ -32,11 +33,14 @@ pub(crate) struct FrameMeta {
     pub(crate) latch: PageLatch,
     /// The raw [`PageId`] held, or [`PageId::NONE_RAW`].
     page_id: AtomicU64,
+    /// Declares bulk and optimistic accesses to loom (free otherwise).
+    pub(crate) access: AccessTracker,
 }
 
 impl FrameMeta {
     /// The page this frame holds (meaningful under a latch or inside a
     /// validated optimistic read).
+    #[inline]
     pub(crate) fn page_id(&self) -> Option<PageId> {
         match self.page_id.load(Ordering::Relaxed) {
             PageId::NONE_RAW => None,
@@ -53,63 +57,38 @@ impl FrameMeta {
 
 /// The arena and the metadata of every frame.
 pub(crate) struct Frames {
-    /// Start of the arena: `frame_count * PAGE_SIZE` bytes, 4096-aligned,
-    /// owned by this struct (allocated in `new`, freed in `drop`).
-    base: NonNull<AtomicU64>,
-    frame_count: usize,
+    arena: arena::Arena,
     meta: Box<[CachePadded<FrameMeta>]>,
 }
-
-// SAFETY: the arena is only accessed through `AtomicU64` words or through the
-// byte views whose callers guarantee exclusion (see their `# Safety`), so
-// sharing `Frames` between threads is as safe as sharing `[AtomicU64]`.
-unsafe impl Send for Frames {}
-// SAFETY: as for `Send`.
-unsafe impl Sync for Frames {}
 
 impl std::fmt::Debug for Frames {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Frames")
-            .field("frame_count", &self.frame_count)
+            .field("frame_count", &self.meta.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Frames {
     /// Allocates `frame_count` zeroed frames, or `None` if the allocator
-    /// refuses (or the size overflows).
+    /// refuses (or the size overflows, or `frame_count` is 0).
     pub(crate) fn new(frame_count: usize) -> Option<Frames> {
-        let layout = Self::layout(frame_count)?;
-        // SAFETY: `layout` has a non-zero size (frame_count ≥ 1 is checked
-        // in `layout`).
-        let base = unsafe { alloc_zeroed(layout) };
-        let base = NonNull::new(base.cast::<AtomicU64>())?;
+        let arena = arena::Arena::new(frame_count)?;
         let meta = (0..frame_count)
             .map(|_| {
                 CachePadded::new(FrameMeta {
                     latch: PageLatch::new_free(),
                     page_id: AtomicU64::new(PageId::NONE_RAW),
+                    access: AccessTracker::default(),
                 })
             })
             .collect();
-        Some(Frames {
-            base,
-            frame_count,
-            meta,
-        })
-    }
-
-    fn layout(frame_count: usize) -> Option<Layout> {
-        if frame_count == 0 {
-            return None;
-        }
-        let size = frame_count.checked_mul(PAGE_SIZE)?;
-        Layout::from_size_align(size, PAGE_SIZE).ok()
+        Some(Frames { arena, meta })
     }
 
     /// How many frames the arena holds.
     pub(crate) fn frame_count(&self) -> usize {
-        self.frame_count
+        self.meta.len()
     }
 
     /// The metadata of `frame_id`.
@@ -121,48 +100,9 @@ impl Frames {
     /// The frame's memory as atomic words. Always safe: atomics may be
     /// shared and raced on.
     #[inline]
-    pub(crate) fn words(&self, frame_id: FrameId) -> &[AtomicU64] {
-        assert!(frame_id < self.frame_count);
-        // SAFETY: `frame_id < frame_count`, so the range lies inside the
-        // arena allocated in `new`, which is zero-initialised (a valid
-        // `AtomicU64` bit pattern) and lives as long as `self`.
-        unsafe {
-            std::slice::from_raw_parts(self.base.as_ptr().add(frame_id * PAGE_WORDS), PAGE_WORDS)
-        }
-    }
-
-    /// The frame's memory as bytes.
-    ///
-    /// # Safety
-    ///
-    /// For the lifetime of the slice, no thread stores to this frame: the
-    /// caller holds the frame's latch shared, or exclusively without
-    /// storing through it meanwhile (DESIGN.md rule 3).
-    #[inline]
-    pub(crate) unsafe fn bytes(&self, frame_id: FrameId) -> &[u8] {
-        let words = self.words(frame_id);
-        // SAFETY: the words are `PAGE_SIZE` initialised bytes; the caller
-        // guarantees no concurrent store, so concurrent atomic loads are
-        // reads racing reads, which is not a data race.
-        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), PAGE_SIZE) }
-    }
-
-    /// The frame's memory as mutable bytes, for a load from storage.
-    ///
-    /// # Safety
-    ///
-    /// For the lifetime of the slice, no other thread accesses this frame
-    /// at all: the caller holds the latch exclusively and the frame is
-    /// unreachable to optimistic readers (it came off the free list after
-    /// its epoch grace period, and no reader proceeds past an `EXCL` state
-    /// word) (DESIGN.md rules 2 and 6).
-    #[inline]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn bytes_mut(&self, frame_id: FrameId) -> &mut [u8] {
-        let words = self.words(frame_id);
-        // SAFETY: as for `bytes`, plus the caller's guarantee that nothing
-        // else reads or writes the frame while the slice lives.
-        unsafe { std::slice::from_raw_parts_mut(words.as_ptr() as *mut u8, PAGE_SIZE) }
+    pub(crate) fn words(&self, frame_id: FrameId) -> &[FrameWord] {
+        assert!(frame_id < self.frame_count());
+        self.arena.words(frame_id)
     }
 
     /// Zeroes a frame with atomic stores (for freshly allocated pages).
@@ -171,16 +111,201 @@ impl Frames {
             word.store(0, Ordering::Relaxed);
         }
     }
+
+    /// Runs `f` on the frame's bytes (in place; a copy under loom).
+    ///
+    /// # Safety
+    ///
+    /// While `f` runs, no thread stores to this frame: the caller holds the
+    /// frame's latch shared, or exclusively without storing through it
+    /// meanwhile (DESIGN.md rule 3).
+    pub(crate) unsafe fn with_bytes<R>(&self, frame_id: FrameId, f: impl FnOnce(&[u8]) -> R) -> R {
+        let words = self.words(frame_id);
+        self.meta(frame_id).access.read(|| {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { arena::with_bytes(words, f) }
+        })
+    }
+
+    /// Runs `f` on the frame's bytes for filling from storage (in place; a
+    /// copy under loom).
+    ///
+    /// # Safety
+    ///
+    /// While `f` runs, no other thread accesses this frame at all: the
+    /// caller holds the latch exclusively and the frame is unreachable to
+    /// optimistic readers (it came off the free list after its epoch grace
+    /// period, and no reader proceeds past an `EXCL` state word)
+    /// (DESIGN.md rules 2 and 6).
+    pub(crate) unsafe fn fill_bytes<R>(
+        &self,
+        frame_id: FrameId,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        let words = self.words(frame_id);
+        self.meta(frame_id).access.write(|| {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { arena::fill_bytes(words, f) }
+        })
+    }
+
+    /// The frame's data as a byte slice borrowed for as long as the
+    /// caller's latch.
+    ///
+    /// # Safety
+    ///
+    /// For the lifetime of the slice, no thread stores to this frame (as
+    /// for [`Frames::with_bytes`]).
+    #[cfg(not(any(loom, feature = "shuttle")))]
+    #[inline]
+    pub(crate) unsafe fn bytes(&self, frame_id: FrameId) -> &[u8] {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { arena::bytes(self.words(frame_id)) }
+    }
 }
 
-impl Drop for Frames {
-    fn drop(&mut self) {
-        if let Some(layout) = Self::layout(self.frame_count) {
-            // SAFETY: `base` was allocated in `new` with this same layout and
-            // is freed exactly once, here; `&mut self` proves no view into
-            // the arena is alive.
-            unsafe { dealloc(self.base.as_ptr().cast::<u8>(), layout) };
+/// The `std` arena: one aligned allocation, viewed as words or bytes.
+#[cfg(not(any(loom, feature = "shuttle")))]
+mod arena {
+    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    use std::ptr::NonNull;
+
+    use super::{FrameWord, PAGE_SIZE, PAGE_WORDS};
+
+    pub(super) struct Arena {
+        /// `frame_count * PAGE_SIZE` bytes, 4096-aligned, zeroed, owned by
+        /// this struct (allocated in `new`, freed in `drop`).
+        base: NonNull<FrameWord>,
+        frame_count: usize,
+    }
+
+    // SAFETY: the arena is only accessed through atomic words, or through
+    // byte views whose callers guarantee exclusion (see `Frames`), so
+    // sharing it is as safe as sharing `[AtomicU64]`.
+    unsafe impl Send for Arena {}
+    // SAFETY: as for `Send`.
+    unsafe impl Sync for Arena {}
+
+    fn layout(frame_count: usize) -> Option<Layout> {
+        if frame_count == 0 {
+            return None;
         }
+        let size = frame_count.checked_mul(PAGE_SIZE)?;
+        Layout::from_size_align(size, PAGE_SIZE).ok()
+    }
+
+    impl Arena {
+        pub(super) fn new(frame_count: usize) -> Option<Arena> {
+            let layout = layout(frame_count)?;
+            // SAFETY: `layout` has a non-zero size (`layout` refuses 0).
+            let base = unsafe { alloc_zeroed(layout) };
+            Some(Arena {
+                base: NonNull::new(base.cast::<FrameWord>())?,
+                frame_count,
+            })
+        }
+
+        #[inline]
+        pub(super) fn words(&self, frame_id: usize) -> &[FrameWord] {
+            assert!(frame_id < self.frame_count);
+            // SAFETY: `frame_id < frame_count`, so the range lies inside the
+            // arena, which is zero-initialised (a valid `AtomicU64` bit
+            // pattern), suitably aligned, and lives as long as `self`.
+            unsafe {
+                std::slice::from_raw_parts(
+                    self.base.as_ptr().add(frame_id * PAGE_WORDS),
+                    PAGE_WORDS,
+                )
+            }
+        }
+    }
+
+    impl Drop for Arena {
+        fn drop(&mut self) {
+            if let Some(layout) = layout(self.frame_count) {
+                // SAFETY: allocated in `new` with this same layout, freed
+                // once, here; `&mut self` proves no view is alive.
+                unsafe { dealloc(self.base.as_ptr().cast::<u8>(), layout) };
+            }
+        }
+    }
+
+    /// # Safety
+    /// No thread stores to `words` while the slice lives.
+    #[inline]
+    pub(super) unsafe fn bytes(words: &[FrameWord]) -> &[u8] {
+        // SAFETY: the words are `PAGE_SIZE` initialised bytes; the caller
+        // guarantees no concurrent store, so concurrent atomic loads are
+        // reads racing reads, which is not a data race.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), PAGE_SIZE) }
+    }
+
+    /// # Safety
+    /// No thread stores to `words` while `f` runs.
+    pub(super) unsafe fn with_bytes<R>(words: &[FrameWord], f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: forwarded.
+        f(unsafe { bytes(words) })
+    }
+
+    /// # Safety
+    /// No other thread accesses `words` at all while `f` runs.
+    pub(super) unsafe fn fill_bytes<R>(words: &[FrameWord], f: impl FnOnce(&mut [u8]) -> R) -> R {
+        // SAFETY: as for `bytes`, plus the caller's guarantee that nothing
+        // else reads or writes the frame while the slice lives, so this is
+        // the only reference to these bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_ptr() as *mut u8, PAGE_SIZE) };
+        f(bytes)
+    }
+}
+
+/// The model checkers' arena: their atomics, copied to and from byte
+/// buffers.
+#[cfg(any(loom, feature = "shuttle"))]
+mod arena {
+    use super::{FrameWord, Ordering, PAGE_SIZE, PAGE_WORDS};
+
+    pub(super) struct Arena {
+        words: Box<[FrameWord]>,
+    }
+
+    impl Arena {
+        pub(super) fn new(frame_count: usize) -> Option<Arena> {
+            if frame_count == 0 {
+                return None;
+            }
+            let words = (0..frame_count * PAGE_WORDS)
+                .map(|_| FrameWord::new(0))
+                .collect();
+            Some(Arena { words })
+        }
+
+        pub(super) fn words(&self, frame_id: usize) -> &[FrameWord] {
+            &self.words[frame_id * PAGE_WORDS..(frame_id + 1) * PAGE_WORDS]
+        }
+    }
+
+    /// # Safety
+    /// None needed under loom (a copy); kept for one signature.
+    pub(super) unsafe fn with_bytes<R>(words: &[FrameWord], f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut bytes = [0u8; PAGE_SIZE];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        f(&bytes)
+    }
+
+    /// # Safety
+    /// None needed under loom (a copy); kept for one signature.
+    pub(super) unsafe fn fill_bytes<R>(words: &[FrameWord], f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let mut bytes = [0u8; PAGE_SIZE];
+        let result = f(&mut bytes);
+        for (chunk, word) in bytes.chunks_exact(8).zip(words) {
+            word.store(
+                u64::from_ne_bytes(chunk.try_into().unwrap()),
+                Ordering::Relaxed,
+            );
+        }
+        result
     }
 }
 
@@ -204,6 +329,17 @@ mod tests {
             );
             assert_eq!(frames.meta(frame_id).page_id(), None);
         }
+    }
+
+    #[test]
+    fn byte_views_and_words_agree() {
+        let frames = Frames::new(1).unwrap();
+        // SAFETY: single-threaded test; nothing else touches the frame.
+        unsafe { frames.fill_bytes(0, |bytes| bytes[8..16].copy_from_slice(&7u64.to_ne_bytes())) };
+        assert_eq!(frames.words(0)[1].load(Ordering::Relaxed), 7);
+        // SAFETY: as above.
+        let seen = unsafe { frames.with_bytes(0, |bytes| bytes[8]) };
+        assert_eq!(seen, 7u64.to_ne_bytes()[0]);
     }
 
     #[test]

@@ -41,6 +41,7 @@
 //! ```
 
 use std::marker::PhantomData;
+#[cfg(not(any(loom, feature = "shuttle")))]
 use std::ops::Deref;
 use std::rc::Rc;
 
@@ -94,6 +95,7 @@ impl<'pool> PageRef<'pool> {
     }
 }
 
+#[cfg(not(any(loom, feature = "shuttle")))]
 impl Deref for PageRef<'_> {
     type Target = [u8];
 
@@ -209,8 +211,14 @@ impl<'pool> PageMut<'pool> {
     pub fn lsn(&self) -> u64 {
         load_lsn(self.pool.frames().words(self.frame_id))
     }
+
+    /// The page as an [`OptimisticView`] (atomic loads).
+    pub fn view(&self) -> OptimisticView<'_> {
+        OptimisticView::new(self.pool.frames().words(self.frame_id))
+    }
 }
 
+#[cfg(not(any(loom, feature = "shuttle")))]
 impl Deref for PageMut<'_> {
     type Target = [u8];
 

@@ -141,6 +141,12 @@ impl PageLatch {
         self.state.load(Ordering::Acquire)
     }
 
+    /// The atomic itself, for protocol variants in the loom models.
+    #[cfg(loom)]
+    pub(crate) fn raw(&self) -> &AtomicU64 {
+        &self.state
+    }
+
     /// Starts an optimistic read: the version to validate against, or why
     /// the frame cannot be read now.
     #[inline]

@@ -41,7 +41,7 @@ use crate::latch::{ClockVisit, DIRTY};
 use crate::page::{check_page, PageCheck, PageId};
 use crate::pool::{BufferPool, DataFile};
 use crate::stats::Counter;
-use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
+use crate::sync::{lock, pause, AtomicUsize, Mutex, Ordering};
 
 /// Outcome of a load attempt.
 pub(crate) enum Load {
@@ -117,11 +117,14 @@ impl BufferPool {
             // SAFETY: we hold the frame exclusively and it is unreachable to
             // optimistic readers: it came off the free stack after its epoch
             // grace period, and any reader that finds it through the table
-            // sees `EXCL` and reads no data (Frames::bytes_mut's contract).
-            let bytes = unsafe { self.frames.bytes_mut(frame_id) };
-            match file.storage.read_page(page_id.page_no(), bytes) {
-                Ok(()) => self.check_loaded(page_id, bytes),
-                Err(source) => Err(Error::Read { page_id, source }),
+            // sees `EXCL` and reads no data (Frames::fill_bytes's contract).
+            unsafe {
+                self.frames.fill_bytes(frame_id, |bytes| {
+                    match file.storage.read_page(page_id.page_no(), bytes) {
+                        Ok(()) => self.check_loaded(page_id, bytes),
+                        Err(source) => Err(Error::Read { page_id, source }),
+                    }
+                })
             }
         };
         match read {
@@ -180,9 +183,14 @@ impl BufferPool {
     }
 
     /// Gives back a frame taken from the free stack and never published.
+    ///
+    /// It can still have waiters: a thread that looked the frame up for
+    /// the page it held before it was recycled may have parked on it, seen
+    /// `EXCL` (ours) and set `WAITERS`; it must be woken to look again.
     pub(crate) fn free_unpublished(&self, frame_id: FrameId) {
-        let woke = self.frames.meta(frame_id).latch.evict();
-        debug_assert!(!woke, "an unpublished frame has no waiters");
+        if self.frames.meta(frame_id).latch.evict() {
+            self.queues.wake(frame_id);
+        }
         self.free.push(frame_id);
     }
 
@@ -234,7 +242,7 @@ impl BufferPool {
             }
             if backoff.is_completed() {
                 let _suspended = slot.suspend();
-                std::thread::sleep(Duration::from_micros(50));
+                pause();
             } else {
                 backoff.snooze();
             }

@@ -24,7 +24,14 @@
 use std::fmt;
 
 /// Size of a page on disk and of a frame in memory, in bytes.
+#[cfg(not(any(loom, feature = "shuttle")))]
 pub const PAGE_SIZE: usize = 4096;
+/// Size of a page under the loom model checker: four words, two of data.
+#[cfg(loom)]
+pub const PAGE_SIZE: usize = 32;
+/// Size of a page under the shuttle checker: eight words, six of data.
+#[cfg(feature = "shuttle")]
+pub const PAGE_SIZE: usize = 64;
 /// Bytes of a page available to the caller; the rest is the pool's trailer.
 pub const PAGE_DATA_SIZE: usize = PAGE_SIZE - TRAILER_SIZE;
 /// Size of the pool's trailer at the end of every page.

@@ -291,7 +291,8 @@ impl BufferPool {
             match meta.latch.optimistic_begin() {
                 Ok(begin) => {
                     let held = meta.page_id();
-                    let result = read(OptimisticView::new(self.frames.words(frame_id)));
+                    let words = self.frames.words(frame_id);
+                    let result = meta.access.read(|| read(OptimisticView::new(words)));
                     if meta.latch.optimistic_validate(begin) && held == Some(page_id) {
                         meta.latch.clear_mark(begin);
                         slot.stats.bump(Counter::Hits);

@@ -7,7 +7,7 @@
 //! thread's counters. A thread's counters outlive the thread, so totals
 //! never go down.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{Ordering, PlainCounter};
 
 /// What a pool has done since it opened. Sum of every thread's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,7 +64,7 @@ const COUNTERS: usize = 9;
 /// One thread's counters. Only the owning thread writes them.
 #[derive(Debug, Default)]
 pub(crate) struct ThreadStats {
-    counters: [AtomicU64; COUNTERS],
+    counters: [PlainCounter; COUNTERS],
 }
 
 impl ThreadStats {

@@ -7,7 +7,7 @@
 //! the page's data area and total: no byte pattern makes it panic.
 
 use crate::page::{LSN_OFFSET, PAGE_DATA_SIZE};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{FrameWord as AtomicU64, Ordering};
 
 /// An access fell outside the page's data area
 /// ([`PAGE_DATA_SIZE`](crate::PAGE_DATA_SIZE) bytes).

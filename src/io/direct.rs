@@ -190,16 +190,25 @@ mod tests {
         let file = DirectFile::open(&path, IoMode::Direct).unwrap();
         let frames = Frames::new(2).unwrap();
         // SAFETY: single-threaded test; nothing else touches the frames.
-        let (a, b) = unsafe { (frames.bytes_mut(0), frames.bytes_mut(1)) };
-        a.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
-        file.write_page(2, a).unwrap();
+        let a: Vec<u8> = unsafe {
+            frames.fill_bytes(0, |a| {
+                a.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+                file.write_page(2, a).unwrap();
+                a.to_vec()
+            })
+        };
         assert_eq!(file.page_count().unwrap(), 3);
-        file.read_page(2, b).unwrap();
-        assert_eq!(a, b);
-        file.read_page(0, b).unwrap();
-        assert!(b.iter().all(|&x| x == 0), "hole reads as zeros");
-        file.read_page(9, b).unwrap();
-        assert!(b.iter().all(|&x| x == 0), "past the end reads as zeros");
+        // SAFETY: as above.
+        unsafe {
+            frames.fill_bytes(1, |b| {
+                file.read_page(2, b).unwrap();
+                assert_eq!(&a[..], &b[..]);
+                file.read_page(0, b).unwrap();
+                assert!(b.iter().all(|&x| x == 0), "hole reads as zeros");
+                file.read_page(9, b).unwrap();
+                assert!(b.iter().all(|&x| x == 0), "past the end reads as zeros");
+            })
+        };
         file.sync().unwrap();
         let mode = std::fs::metadata(&path).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -270,12 +279,15 @@ mod tests {
         let file = DirectFile::open(&path, IoMode::Buffered).unwrap();
         let frames = Frames::new(1).unwrap();
         // SAFETY: single-threaded test.
-        let page = unsafe { frames.bytes_mut(0) };
-        page.fill(3);
-        file.write_page(0, page).unwrap();
-        page.fill(0);
-        file.read_page(0, page).unwrap();
-        assert!(page.iter().all(|&x| x == 3));
+        unsafe {
+            frames.fill_bytes(0, |page| {
+                page.fill(3);
+                file.write_page(0, page).unwrap();
+                page.fill(0);
+                file.read_page(0, page).unwrap();
+                assert!(page.iter().all(|&x| x == 3));
+            })
+        };
         std::fs::remove_file(&path).unwrap();
     }
 }

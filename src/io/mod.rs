@@ -10,9 +10,11 @@
 //! - [`MemoryStorage`]: pages in memory, for tests and models.
 
 mod direct;
+mod faulty;
 mod memory;
 
 pub use direct::{DirectFile, IoMode};
+pub use faulty::{FaultController, FaultKind, FaultStats, Faulty, IoOp};
 pub use memory::MemoryStorage;
 
 use std::io;

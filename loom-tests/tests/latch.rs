@@ -1,0 +1,173 @@
+//! Exhaustive models of the page-state word (src/latch.rs), one per row
+//! group of its transition table, and of the seqlock fences.
+#![cfg(loom)]
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use pagepool::__model::{self as model, Latch, EXCL};
+
+/// A page of two data words guarded by a latch, as the pool keeps frames.
+struct Page {
+    latch: Latch,
+    words: [AtomicU64; 2],
+}
+
+impl Page {
+    fn new() -> Page {
+        Page {
+            latch: Latch::new_resident(),
+            words: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+}
+
+mod common;
+use common::run;
+
+/// The production writer: exclusive latch (with its release fence), two
+/// relaxed stores of the same new value, release.
+fn write(page: &Page, value: u64) {
+    while !page.latch.try_lock_exclusive() {
+        thread::yield_now();
+    }
+    page.words[0].store(value, Ordering::Relaxed);
+    page.words[1].store(value, Ordering::Relaxed);
+    page.latch.unlock_exclusive();
+}
+
+/// Also the control for the two fence-removal models below: the same shape
+/// with the production reader and writer never fails.
+#[test]
+fn optimistic_read_racing_writer_never_validates_a_torn_page() {
+    run(|| {
+        let page = Arc::new(Page::new());
+        let writer = {
+            let page = page.clone();
+            thread::spawn(move || write(&page, 1))
+        };
+        if let Some(begin) = page.latch.optimistic_begin() {
+            let a = page.words[0].load(Ordering::Relaxed);
+            let b = page.words[1].load(Ordering::Relaxed);
+            if page.latch.optimistic_validate(begin) {
+                assert_eq!(a, b, "validated a torn page");
+            }
+        }
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+fn shared_and_exclusive_holders_exclude_each_other_and_the_count_returns_to_zero() {
+    run(|| {
+        let latch = Arc::new(Latch::new_resident());
+        let data = Arc::new(UnsafeCell::new(0u64));
+        let reader = {
+            let (latch, data) = (latch.clone(), data.clone());
+            thread::spawn(move || {
+                while !latch.try_lock_shared() {
+                    thread::yield_now();
+                }
+                // SAFETY (model): loom reports this read if it races a write.
+                data.with(|value| unsafe { assert!(*value <= 1) });
+                latch.unlock_shared();
+            })
+        };
+        let writer = {
+            let (latch, data) = (latch.clone(), data.clone());
+            thread::spawn(move || {
+                while !latch.try_lock_exclusive() {
+                    thread::yield_now();
+                }
+                // SAFETY (model): loom reports this write if it races anything.
+                data.with_mut(|value| unsafe { *value += 1 });
+                latch.unlock_exclusive();
+            })
+        };
+        while !latch.try_lock_shared() {
+            thread::yield_now();
+        }
+        // SAFETY (model): as above.
+        data.with(|value| unsafe { assert!(*value <= 1) });
+        latch.unlock_shared();
+        reader.join().unwrap();
+        writer.join().unwrap();
+        let state = latch.state();
+        assert_eq!(model::shared_count(state), 0);
+        assert_eq!(state & EXCL, 0);
+        assert_eq!(
+            model::version(state),
+            2,
+            "one exclusive release after the initial one"
+        );
+    });
+}
+
+/// The reader of the seqlock with its acquire fence removed.
+fn read_without_acquire_fence(page: &Page) -> Option<(u64, u64)> {
+    let begin = page.latch.raw().load(Ordering::Acquire);
+    if begin & EXCL != 0 {
+        return None;
+    }
+    let a = page.words[0].load(Ordering::Relaxed);
+    let b = page.words[1].load(Ordering::Relaxed);
+    let end = page.latch.raw().load(Ordering::Relaxed); // no fence(Acquire) before
+    (end & EXCL == 0 && model::version(end) == model::version(begin)).then_some((a, b))
+}
+
+/// The writer of the seqlock with its release fence removed.
+fn write_without_release_fence(page: &Page, value: u64) {
+    loop {
+        let state = page.latch.raw().load(Ordering::Relaxed);
+        if state & EXCL == 0
+            && page
+                .latch
+                .raw()
+                .compare_exchange(state, state | EXCL, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            break; // no fence(Release) after
+        }
+        thread::yield_now();
+    }
+    page.words[0].store(value, Ordering::Relaxed);
+    page.words[1].store(value, Ordering::Relaxed);
+    page.latch.unlock_exclusive();
+}
+
+#[test]
+#[should_panic(expected = "validated a torn page")]
+fn without_the_readers_acquire_fence_a_torn_read_validates() {
+    run(|| {
+        let page = Arc::new(Page::new());
+        let writer = {
+            let page = page.clone();
+            thread::spawn(move || write(&page, 1))
+        };
+        if let Some((a, b)) = read_without_acquire_fence(&page) {
+            assert_eq!(a, b, "validated a torn page");
+        }
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+#[should_panic(expected = "validated a torn page")]
+fn without_the_writers_release_fence_a_torn_read_validates() {
+    run(|| {
+        let page = Arc::new(Page::new());
+        let writer = {
+            let page = page.clone();
+            thread::spawn(move || write_without_release_fence(&page, 1))
+        };
+        if let Some(begin) = page.latch.optimistic_begin() {
+            let a = page.words[0].load(Ordering::Relaxed);
+            let b = page.words[1].load(Ordering::Relaxed);
+            if page.latch.optimistic_validate(begin) {
+                assert_eq!(a, b, "validated a torn page");
+            }
+        }
+        writer.join().unwrap();
+    });
+}

@@ -1,0 +1,245 @@
+//! Randomized schedule exploration of the whole pool with shuttle.
+//!
+//! Run with `cargo test --release --features shuttle --test shuttle_pool`.
+//! `SHUTTLE_ITERATIONS` raises the iteration count (default 2,000 per
+//! scheduler). A failing schedule is saved under
+//! `target/shuttle-failures/`; replay it with
+//! `SHUTTLE_REPLAY=<file> cargo test --release --features shuttle --test shuttle_pool replay -- --ignored`.
+//!
+//! The scenario: three threads share a 3-frame pool over in-memory storage
+//! holding 8 pages (growing to 12), mixing optimistic and shared reads,
+//! writes, allocations and flushes; then the pool is closed and reopened
+//! and the threads go again. Each page's content is derived from a
+//! per-page write counter, so every read is checked against the model:
+//! the page is whole, its counter never goes back for a thread, and after
+//! every round it equals the number of writes made to it.
+#![cfg(feature = "shuttle")]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig, Storage, PAGE_DATA_SIZE};
+use shuttle::rand::{thread_rng, Rng};
+use shuttle::scheduler::{PctScheduler, RandomScheduler, ReplayScheduler, Scheduler};
+use shuttle::{Config, FailurePersistence, Runner};
+
+const WORDS: usize = PAGE_DATA_SIZE / 8;
+const INITIAL_PAGES: u64 = 8;
+const MAX_PAGES: u64 = 12;
+const THREADS: usize = 3;
+const OPS_PER_THREAD: usize = 8;
+const ROUNDS: usize = 2;
+
+fn word(page_no: u64, counter: u64, index: usize) -> u64 {
+    match index {
+        0 => counter,
+        1 => page_no,
+        _ => (counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ page_no.rotate_left(29) ^ index as u64)
+            .wrapping_mul(0xFF51_AFD7_ED55_8CCD),
+    }
+}
+
+/// The counter of a whole page, or a description of how it is broken.
+fn counter_of(page_no: u64, words: impl Fn(usize) -> u64) -> Result<u64, String> {
+    let counter = words(0);
+    for index in 0..WORDS {
+        let expected = word(page_no, counter, index);
+        if words(index) != expected {
+            return Err(format!(
+                "page {page_no} counter {counter}: word {index} broken"
+            ));
+        }
+    }
+    Ok(counter)
+}
+
+#[derive(Debug)]
+struct Store(Arc<MemoryStorage>);
+
+impl Storage for Store {
+    fn page_count(&self) -> std::io::Result<u64> {
+        self.0.page_count()
+    }
+    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.0.read_page(page_no, buf)
+    }
+    fn write_page(&self, page_no: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_page(page_no, buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.0.sync()
+    }
+}
+
+/// The sequential model: writes per page, and which pages exist.
+struct Model {
+    writes: Vec<AtomicU64>,
+    ready: Vec<AtomicBool>,
+    reserved: AtomicU64,
+}
+
+fn open(storage: &Arc<MemoryStorage>) -> (Arc<BufferPool>, FileId) {
+    let config = PoolConfig::new(3).evict_batch(1).optimistic_retries(2);
+    let pool = BufferPool::open(config).unwrap();
+    let file = pool.open_storage(Box::new(Store(storage.clone()))).unwrap();
+    (Arc::new(pool), file)
+}
+
+fn write(pool: &BufferPool, model: &Model, page_id: PageId) {
+    let mut page = pool.write(page_id).unwrap();
+    let page_no = page_id.page_no();
+    let view = page.view();
+    let counter = counter_of(page_no, |i| view.load_u64(i * 8).unwrap()).unwrap() + 1;
+    for index in 0..WORDS {
+        page.store_u64(index * 8, word(page_no, counter, index))
+            .unwrap();
+    }
+    model.writes[page_no as usize].fetch_add(1, Ordering::SeqCst);
+}
+
+fn worker(pool: &BufferPool, file: FileId, model: &Model) {
+    let mut rng = thread_rng();
+    let mut last_seen = [0u64; MAX_PAGES as usize];
+    for _ in 0..OPS_PER_THREAD {
+        let page_no = rng.gen_range(0..MAX_PAGES);
+        if !model.ready[page_no as usize].load(Ordering::SeqCst) {
+            continue;
+        }
+        let page_id = PageId::new(file, page_no);
+        let seen = match rng.gen_range(0..100) {
+            0..=34 => Some(
+                pool.optimistic(page_id, |view| {
+                    counter_of(page_no, |i| view.load_u64(i * 8).unwrap_or(u64::MAX))
+                })
+                .unwrap(),
+            ),
+            35..=54 => {
+                let page = pool.read(page_id).unwrap();
+                let view = page.view();
+                Some(counter_of(page_no, |i| view.load_u64(i * 8).unwrap()))
+            }
+            55..=84 => {
+                write(pool, model, page_id);
+                None
+            }
+            85..=92 if model.reserved.fetch_add(1, Ordering::SeqCst) < MAX_PAGES => {
+                let (new_id, mut page) = pool.allocate(file).unwrap();
+                for index in 0..WORDS {
+                    page.store_u64(index * 8, word(new_id.page_no(), 0, index))
+                        .unwrap();
+                }
+                drop(page);
+                model.ready[new_id.page_no() as usize].store(true, Ordering::SeqCst);
+                None
+            }
+            85..=96 => {
+                pool.flush(page_id).unwrap();
+                None
+            }
+            _ => {
+                pool.flush_all().unwrap();
+                None
+            }
+        };
+        if let Some(result) = seen {
+            let counter = result.unwrap_or_else(|e| panic!("broken read: {e}"));
+            let last = &mut last_seen[page_no as usize];
+            assert!(
+                counter >= *last,
+                "page {page_no} went back from {last} to {counter}"
+            );
+            *last = counter;
+        }
+    }
+}
+
+fn scenario() {
+    let storage = Arc::new(MemoryStorage::new());
+    let model = Arc::new(Model {
+        writes: (0..MAX_PAGES).map(|_| AtomicU64::new(0)).collect(),
+        ready: (0..MAX_PAGES)
+            .map(|n| AtomicBool::new(n < INITIAL_PAGES))
+            .collect(),
+        reserved: AtomicU64::new(INITIAL_PAGES),
+    });
+    {
+        let (pool, file) = open(&storage);
+        for page_no in 0..INITIAL_PAGES {
+            let (_, mut page) = pool.allocate(file).unwrap();
+            for index in 0..WORDS {
+                page.store_u64(index * 8, word(page_no, 0, index)).unwrap();
+            }
+        }
+        Arc::into_inner(pool).unwrap().close().unwrap();
+    }
+    for _ in 0..ROUNDS {
+        let (pool, file) = open(&storage);
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (pool, model) = (pool.clone(), model.clone());
+                shuttle::thread::spawn(move || worker(&pool, file, &model))
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        // Close, reopen, and check every page against the model.
+        Arc::into_inner(pool).unwrap().close().unwrap();
+        let (pool, file) = open(&storage);
+        for page_no in 0..MAX_PAGES {
+            if !model.ready[page_no as usize].load(Ordering::SeqCst) {
+                continue;
+            }
+            let counter = pool
+                .optimistic(PageId::new(file, page_no), |view| {
+                    counter_of(page_no, |i| view.load_u64(i * 8).unwrap())
+                })
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                counter,
+                model.writes[page_no as usize].load(Ordering::SeqCst)
+            );
+        }
+        Arc::into_inner(pool).unwrap().close().unwrap();
+    }
+}
+
+fn iterations() -> usize {
+    std::env::var("SHUTTLE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
+fn failure_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../shuttle-failures");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(scheduler: impl Scheduler + 'static) {
+    let mut config = Config::new();
+    config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
+    Runner::new(scheduler, config).run(scenario);
+}
+
+#[test]
+fn pool_under_pct_schedules() {
+    run(PctScheduler::new(3, iterations()));
+}
+
+#[test]
+fn pool_under_random_schedules() {
+    run(RandomScheduler::new(iterations()));
+}
+
+/// Replays a saved failing schedule: `SHUTTLE_REPLAY=<file>`.
+#[test]
+#[ignore = "replays the schedule named by SHUTTLE_REPLAY"]
+fn replay() {
+    let path = std::env::var("SHUTTLE_REPLAY").expect("set SHUTTLE_REPLAY to a saved schedule");
+    let scheduler = ReplayScheduler::new_from_file(path).expect("readable schedule");
+    Runner::new(scheduler, Config::new()).run(scenario);
+}
