@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit, integration, doc (compile-fail
-# included) and CLI tests in debug (assertions on), then the stress suite
-# again in release (different timing, more interleavings).
+# Runs every test of the project (see the README's "Testing" table):
+# unit, integration, doc (compile-fail included) and CLI tests; the stress
+# suite again in release; the loom models; the shuttle suites; the planted
+# bugs, each of which must be caught.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+step() { printf '\n==> %s\n' "$*"; }
+
+step "workspace tests (debug)"
 cargo test --workspace
+
+step "stress tests (release)"
 cargo test --release --test stress
+
+step "loom models"
+RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 \
+    CARGO_TARGET_DIR=target/loom cargo test -p loom-tests --release
+
+step "shuttle suites"
+cargo test --release --features shuttle --test shuttle_pool
+
+step "planted bugs"
+bash scripts/mutations.sh

@@ -12,6 +12,9 @@ mod common;
 use std::sync::Arc;
 
 use common::run;
+
+/// Preemption bound of these models when `LOOM_MAX_PREEMPTIONS` is unset.
+const POOL_BOUND: usize = 3;
 use loom::thread;
 use pagepool::__model::{self as model, epoch, Table, EXCL, FREE};
 use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig, Storage};
@@ -87,7 +90,7 @@ fn assert_quiescent(pool: &BufferPool) {
 
 #[test]
 fn page_table_insert_lookup_remove_of_same_and_different_pages() {
-    run(|| {
+    run(POOL_BOUND, || {
         let collector = epoch::Collector::new();
         // One frame: two buckets, so pages 1 and 2 may share one.
         let table = Arc::new(Table::new(1));
@@ -129,7 +132,7 @@ fn page_table_insert_lookup_remove_of_same_and_different_pages() {
 
 #[test]
 fn eviction_racing_an_optimistic_reader_and_a_loader_never_validates_another_page() {
-    run(|| {
+    run(POOL_BOUND, || {
         // One frame, two pages: loading page 1 must evict page 0 under the
         // reader of page 0.
         let (pool, file) = pool_with_pages(1, 2);
@@ -146,7 +149,7 @@ fn eviction_racing_an_optimistic_reader_and_a_loader_never_validates_another_pag
 
 #[test]
 fn epoch_deferred_reuse_waits_for_a_pinned_reader_across_operations() {
-    run(|| {
+    run(POOL_BOUND, || {
         // The reader holds a session pin (the amortised protocol) across
         // two reads; the loader recycles the only frame in between. Loom
         // fails the model if the frame is refilled while the reader may
@@ -174,7 +177,7 @@ fn epoch_deferred_reuse_waits_for_a_pinned_reader_across_operations() {
 
 #[test]
 fn concurrent_misses_of_one_page_load_it_once_and_both_see_it() {
-    run(|| {
+    run(POOL_BOUND, || {
         let (pool, file) = pool_with_pages(2, 1);
         let other = {
             let pool = pool.clone();

@@ -1,25 +1,29 @@
 //! The model runner shared by every loom test file.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-/// Runs `model` under loom with the preemption bound from
-/// `LOOM_MAX_PREEMPTIONS` (3 when unset) and prints how many executions
-/// were explored.
-pub fn run(model: impl Fn() + Sync + Send + 'static) {
-    static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
+/// Runs `model` under loom and prints how many executions were explored.
+///
+/// The preemption bound is `LOOM_MAX_PREEMPTIONS` when set, else
+/// `default_bound`: each model's own, the highest that keeps it within a
+/// few seconds.
+pub fn run(default_bound: usize, model: impl Fn() + Sync + Send + 'static) {
+    let executions = Arc::new(AtomicUsize::new(0));
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
+        builder.preemption_bound = Some(default_bound);
     }
-    let before = EXECUTIONS.load(Ordering::Relaxed);
+    let bound = builder.preemption_bound;
     let started = std::time::Instant::now();
+    let counter = executions.clone();
     builder.check(move || {
-        EXECUTIONS.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         model();
     });
     eprintln!(
-        "loom: {} executions in {:.2?}",
-        EXECUTIONS.load(Ordering::Relaxed) - before,
+        "loom: {} executions in {:.2?} (preemption bound {bound:?})",
+        executions.load(Ordering::Relaxed),
         started.elapsed()
     );
 }

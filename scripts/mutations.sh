@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Applies each planted bug in tests/mutations/*.patch to a scratch copy of
+# the crate, runs the checker named on the patch's `caught-by:` line, and
+# fails if any mutation survives (its checker passes) or fails to build.
+#
+#   bash scripts/mutations.sh            # every mutation
+#   bash scripts/mutations.sh skip-validation   # one, by name
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work="$root/target/mutants"
+scratch="$work/crate"
+mkdir -p "$work"
+loom_flags="--cfg loom --cfg crossbeam_loom"
+
+checker_command() {
+    case "$1" in
+        shuttle) echo "cargo test --release --features shuttle --test shuttle_pool" ;;
+        loom-latch) echo "cargo test -p loom-tests --release --test latch" ;;
+        loom-pool) echo "cargo test -p loom-tests --release --test pool" ;;
+        *) echo "unknown checker $1" >&2; return 1 ;;
+    esac
+}
+
+survivors=()
+for patch in "$root"/tests/mutations/*.patch; do
+    name=$(basename "$patch" .patch)
+    if [ $# -gt 0 ] && [ "$1" != "$name" ]; then continue; fi
+    checker=$(sed -n 's/^caught-by: //p' "$patch")
+    rm -rf "$scratch" && mkdir -p "$scratch"
+    tar -C "$root" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$scratch" -xf -
+    patch -s -p1 -d "$scratch" < "$patch"
+    cmd=$(checker_command "$checker")
+    log="$work/$name.log"
+    started=$(date +%s)
+    if [[ "$checker" == loom-* ]]; then
+        env_vars=(RUSTFLAGS="$loom_flags" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR="$work/target-loom")
+    else
+        env_vars=(CARGO_TARGET_DIR="$work/target-std")
+    fi
+    set +e
+    (cd "$scratch" && env "${env_vars[@]}" timeout 900 $cmd) > "$log" 2>&1
+    status=$?
+    set -e
+    elapsed=$(( $(date +%s) - started ))
+    if grep -q '^error\[E' "$log"; then
+        echo "mutation $name: DID NOT BUILD (see $log)"
+        survivors+=("$name")
+    elif [ $status -eq 0 ]; then
+        echo "mutation $name: SURVIVED $checker (${elapsed}s)"
+        survivors+=("$name")
+    else
+        reason=$(grep -m1 -E 'panicked at|deadlock|Causality|validated a torn|broken read' "$log" | cut -c1-140 || true)
+        echo "mutation $name: caught by $checker in ${elapsed}s: $reason"
+    fi
+done
+if [ ${#survivors[@]} -gt 0 ]; then
+    echo "surviving mutations: ${survivors[*]}"
+    exit 1
+fi
+echo "every mutation was caught"
