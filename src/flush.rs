@@ -16,6 +16,17 @@
 //! `flush_all` writes every dirty page and then syncs every file: pages
 //! evicted earlier were written before their frames were freed, so after
 //! `flush_all` returns `Ok`, everything written before the call is durable.
+//!
+//! # A failed sync
+//!
+//! After a failed `fdatasync` the kernel may have dropped the failed
+//! writes and will not report them again (PostgreSQL's 2018 lesson), so a
+//! retried sync proves nothing. Each file keeps the set of pages written
+//! since its last successful sync; when a sync fails, those pages are
+//! scheduled to be written again, and the next flush of the file first
+//! marks each of them dirty (loading it if it was evicted) so that it is
+//! written and synced anew. The set is bounded: past
+//! [`MAX_UNSYNCED_PAGES`] a write-back syncs the file itself.
 
 use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
@@ -24,8 +35,12 @@ use crate::latch::{blocks_writer, Blocked, DIRTY};
 use crate::page::{checksum, FileId, PageId, CHECKSUM_OFFSET, MAGIC};
 use crate::pool::{BufferPool, DataFile};
 use crate::stats::Counter;
-use crate::sync::Ordering;
+use crate::sync::{lock, Ordering};
 use crate::view::load_lsn;
+
+/// Pages a file tracks as written but not yet synced before a write-back
+/// syncs it unasked, bounding the tracking memory (4 GiB of writes).
+pub(crate) const MAX_UNSYNCED_PAGES: usize = 1 << 20;
 
 /// What flushing one frame found.
 enum FrameFlush {
@@ -40,6 +55,7 @@ impl BufferPool {
     pub fn flush(&self, page_id: PageId) -> Result<()> {
         let file = self.file(page_id.file_id())?;
         let slot = self.thread_slot();
+        self.schedule_rewrites(page_id.file_id(), &file)?;
         while let Some(frame_id) = self.lookup(page_id, &slot) {
             if let FrameFlush::Done = self.flush_frame(frame_id, page_id, &slot)? {
                 break;
@@ -52,6 +68,7 @@ impl BufferPool {
     pub fn flush_file(&self, file_id: FileId) -> Result<()> {
         let file = self.file(file_id)?;
         let slot = self.thread_slot();
+        self.schedule_rewrites(file_id, &file)?;
         let written = self.flush_frames(Some(file_id), &slot);
         let synced = self.sync_file(file_id, &file, &slot);
         written.and(synced)
@@ -62,8 +79,12 @@ impl BufferPool {
     /// stay dirty.
     pub fn flush_all(&self) -> Result<()> {
         let slot = self.thread_slot();
-        let mut result = self.flush_frames(None, &slot);
         let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut result = Ok(());
+        for (index, file) in files.iter().enumerate() {
+            result = result.and(self.schedule_rewrites(FileId(index as u16), file));
+        }
+        result = result.and(self.flush_frames(None, &slot));
         for (index, file) in files.iter().enumerate() {
             let synced = self.sync_file(FileId(index as u16), file, &slot);
             result = result.and(synced);
@@ -183,14 +204,54 @@ impl BufferPool {
         };
         written.map_err(|source| Error::Write { page_id, source })?;
         slot.stats.bump(Counter::WriteBacks);
+        self.note_written(page_id, &file, slot)
+    }
+
+    /// Syncs a file. On failure, every page written since the last
+    /// successful sync is scheduled to be written again.
+    fn sync_file(&self, file_id: FileId, file: &DataFile, slot: &ThreadSlot) -> Result<()> {
+        let _suspended = slot.suspend();
+        let covered = std::mem::take(&mut *lock(&file.unsynced));
+        slot.stats.bump(Counter::IoSyncs);
+        let synced = file.storage.sync();
+        if let Err(source) = synced {
+            lock(&file.rewrite).extend(covered.iter().copied());
+            lock(&file.unsynced).extend(covered);
+            return Err(Error::Sync { file_id, source });
+        }
         Ok(())
     }
 
-    fn sync_file(&self, file_id: FileId, file: &DataFile, slot: &ThreadSlot) -> Result<()> {
-        let _suspended = slot.suspend();
-        slot.stats.bump(Counter::IoSyncs);
-        file.storage
-            .sync()
-            .map_err(|source| Error::Sync { file_id, source })
+    /// Records a page write-back for the next sync; syncs unasked when the
+    /// record is full.
+    fn note_written(&self, page_id: PageId, file: &DataFile, slot: &ThreadSlot) -> Result<()> {
+        let tracked = {
+            let mut unsynced = lock(&file.unsynced);
+            unsynced.insert(page_id.page_no());
+            unsynced.len()
+        };
+        if tracked >= MAX_UNSYNCED_PAGES {
+            self.sync_file(page_id.file_id(), file, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Marks dirty every page a failed sync of `file_id` covered, loading
+    /// those that were evicted, so that this flush writes them again.
+    fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
+        let pending = std::mem::take(&mut *lock(&file.rewrite));
+        let mut pages = pending.iter();
+        for &page_no in pages.by_ref() {
+            match self.write(PageId::new(file_id, page_no)) {
+                Ok(mut page) => page.mark_dirty(),
+                Err(error) => {
+                    let mut rewrite = lock(&file.rewrite);
+                    rewrite.insert(page_no);
+                    rewrite.extend(pages.copied());
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -212,6 +212,12 @@ impl<'pool> PageMut<'pool> {
         load_lsn(self.pool.frames().words(self.frame_id))
     }
 
+    /// Marks the page dirty without changing it, so the next flush writes
+    /// it (used to write again pages whose sync failed).
+    pub(crate) fn mark_dirty(&mut self) {
+        self.wrote = true;
+    }
+
     /// The page as an [`OptimisticView`] (atomic loads).
     pub fn view(&self) -> OptimisticView<'_> {
         OptimisticView::new(self.pool.frames().words(self.frame_id))

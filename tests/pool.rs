@@ -557,3 +557,46 @@ impl LoadZeroed for pagepool::PageMut<'_> {
         self.iter().map(|&b| u64::from(b)).sum()
     }
 }
+
+#[test]
+fn pages_covered_by_a_failed_sync_are_written_again_by_the_next_flush() {
+    // Two frames, four pages: pages 0 and 1 reach storage by eviction,
+    // pages 2 and 3 by the flush; then the sync fails.
+    let (pool, file, storage) = instrumented_pool(2);
+    let pages = fill(&pool, file, 4);
+    storage.fail_syncs.store(true, Ordering::SeqCst);
+    let err = pool.flush_all().unwrap_err();
+    assert!(matches!(err, Error::Sync { .. }), "{err}");
+    let writes_after_failure = storage.writes.load(Ordering::SeqCst);
+    assert_eq!(writes_after_failure, 4);
+
+    // The fault clears. A retried sync alone would prove nothing: the next
+    // flush writes all four pages again (reloading the evicted ones).
+    storage.fail_syncs.store(false, Ordering::SeqCst);
+    pool.flush_all().unwrap();
+    assert_eq!(
+        storage.writes.load(Ordering::SeqCst) - writes_after_failure,
+        4
+    );
+    // And once synced, a flush writes nothing more.
+    pool.flush_all().unwrap();
+    assert_eq!(
+        storage.writes.load(Ordering::SeqCst) - writes_after_failure,
+        4
+    );
+    for (n, &page_id) in pages.iter().enumerate() {
+        assert_eq!(pool.read(page_id).unwrap()[..8], (n as u64).to_le_bytes());
+    }
+}
+
+#[test]
+fn flush_of_one_page_rewrites_after_a_failed_sync_too() {
+    let (pool, file, storage) = instrumented_pool(4);
+    let pages = fill(&pool, file, 1);
+    storage.fail_syncs.store(true, Ordering::SeqCst);
+    assert!(pool.flush(pages[0]).is_err());
+    storage.fail_syncs.store(false, Ordering::SeqCst);
+    let before = storage.writes.load(Ordering::SeqCst);
+    pool.flush(pages[0]).unwrap();
+    assert_eq!(storage.writes.load(Ordering::SeqCst) - before, 1);
+}

@@ -483,7 +483,9 @@ impl Storage for Faulty {
         let (result, torn, silent) = match kind {
             FaultKind::NoSpace | FaultKind::NoSpaceOnExtend => (Err(enospc()), false, false),
             FaultKind::Short { bytes } => {
-                let result = self.write_prefix(page_no, buf, bytes).and_then(|()| {
+                let written = self.write_prefix(page_no, buf, bytes);
+                let reached = written.is_ok();
+                let result = written.and_then(|()| {
                     Err(io::Error::new(
                         io::ErrorKind::WriteZero,
                         format!(
@@ -492,7 +494,7 @@ impl Storage for Faulty {
                         ),
                     ))
                 });
-                (result, true, false)
+                (result, reached, false)
             }
             FaultKind::Torn { bytes, silent } => {
                 let written = self.write_prefix(page_no, buf, bytes);
