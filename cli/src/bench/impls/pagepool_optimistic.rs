@@ -1,0 +1,47 @@
+//! `pagepool`: reads through `BufferPool::optimistic` (no latch, version
+//! validation), with a `ThreadPin` per worker so hits run no fence.
+
+use pagepool::{BufferPool, FileId, PageId};
+
+use super::{open_pool, pool_counters, Counters, Instance, Setup};
+use crate::bench::runner::Driver;
+use crate::bench::workload::Op;
+use crate::error::Result;
+
+/// A pool read optimistically.
+pub struct Optimistic {
+    pool: BufferPool,
+    file: FileId,
+}
+
+impl Optimistic {
+    /// Opens a fresh pool over the data file.
+    pub fn open(setup: &Setup<'_>) -> Result<Optimistic> {
+        let (pool, file) = open_pool(setup)?;
+        Ok(Optimistic { pool, file })
+    }
+}
+
+impl Instance for Optimistic {
+    fn run_thread(&self, driver: &mut Driver<'_>) -> Result<()> {
+        let pool = &self.pool;
+        let file = self.file;
+        let _pin = pool.pin_thread();
+        driver.drive(|op| match op {
+            Op::Point { page, offset } => {
+                Ok(pool.optimistic(PageId::new(file, page), |view| view.load_u64(offset))??)
+            }
+            Op::Scan { page } => {
+                Ok(pool.optimistic(PageId::new(file, page), |view| view.sum_u64())?)
+            }
+        })
+    }
+
+    fn counters(&self) -> Option<Counters> {
+        Some(pool_counters(self.pool.stats()))
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        Ok(self.pool.close()?)
+    }
+}

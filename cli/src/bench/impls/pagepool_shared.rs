@@ -1,0 +1,43 @@
+//! `pagepool-shared`: reads through `BufferPool::read` (a shared latch,
+//! `&[u8]` in place), with a `ThreadPin` per worker.
+
+use pagepool::{BufferPool, FileId, PageId};
+
+use super::{load_u64, open_pool, pool_counters, sum_words, Counters, Instance, Setup};
+use crate::bench::runner::Driver;
+use crate::bench::workload::Op;
+use crate::error::Result;
+
+/// A pool read under shared latches.
+pub struct Shared {
+    pool: BufferPool,
+    file: FileId,
+}
+
+impl Shared {
+    /// Opens a fresh pool over the data file.
+    pub fn open(setup: &Setup<'_>) -> Result<Shared> {
+        let (pool, file) = open_pool(setup)?;
+        Ok(Shared { pool, file })
+    }
+}
+
+impl Instance for Shared {
+    fn run_thread(&self, driver: &mut Driver<'_>) -> Result<()> {
+        let pool = &self.pool;
+        let file = self.file;
+        let _pin = pool.pin_thread();
+        driver.drive(|op| match op {
+            Op::Point { page, offset } => load_u64(&pool.read(PageId::new(file, page))?, offset),
+            Op::Scan { page } => Ok(sum_words(&pool.read(PageId::new(file, page))?)),
+        })
+    }
+
+    fn counters(&self) -> Option<Counters> {
+        Some(pool_counters(self.pool.stats()))
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        Ok(self.pool.close()?)
+    }
+}

@@ -1,0 +1,300 @@
+//! Workloads: which page (and which word of it) each operation touches.
+//!
+//! Page choice runs on every operation, so it is cheap: a per-thread
+//! wyrand generator, Lemire's multiply-shift for uniform ranges, and the
+//! YCSB (Gray et al.) closed-form Zipf generator, one `powf` per sample.
+
+use clap::ValueEnum;
+use pagepool::PAGE_DATA_SIZE;
+
+/// What the benchmark threads do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Working set = as many pages as the pool holds, all resident; read one
+    /// u64 at a random 8-aligned offset of a uniform random page.
+    HotPoint,
+    /// Same working set as hot-point; sum a whole random page as u64 words.
+    HotScan,
+    /// Zipf (θ = 0.99) over a file 4× the pool; one u64 per operation.
+    Zipf,
+    /// Uniform over a file 8× the pool; one u64 per operation.
+    UniformMiss,
+}
+
+impl Workload {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::HotPoint => "hot-point",
+            Workload::HotScan => "hot-scan",
+            Workload::Zipf => "zipf",
+            Workload::UniformMiss => "uniform-miss",
+        }
+    }
+
+    /// Pages this workload touches, for a pool of `pool_frames` frames;
+    /// `file_pages` (from `--file-mib`) overrides the size of the miss
+    /// workloads. The hot ones never exceed the pool.
+    pub fn pages(self, pool_frames: u64, file_pages: Option<u64>) -> u64 {
+        match self {
+            Workload::HotPoint | Workload::HotScan => pool_frames,
+            Workload::Zipf => file_pages.unwrap_or(4 * pool_frames),
+            Workload::UniformMiss => file_pages.unwrap_or(8 * pool_frames),
+        }
+    }
+}
+
+/// Zipf skew used by the `zipf` workload.
+pub const ZIPF_THETA: f64 = 0.99;
+
+/// Words of caller data in a page.
+pub const PAGE_WORDS: u64 = (PAGE_DATA_SIZE / 8) as u64;
+
+/// One operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Read the little-endian u64 at `offset` (8-aligned) of page `page`.
+    Point {
+        /// Page number in the data file.
+        page: u64,
+        /// Byte offset in the page's data area.
+        offset: usize,
+    },
+    /// Sum every u64 word of page `page`'s data area (wrapping).
+    Scan {
+        /// Page number in the data file.
+        page: u64,
+    },
+}
+
+/// wyrand: one multiply per number, good enough for choosing pages.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `stream` (a thread or run number) of `seed`.
+    pub fn new(seed: u64, stream: u64) -> Rng {
+        let mut rng = Rng(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        rng.next_u64();
+        rng
+    }
+
+    /// A uniform u64.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    #[inline]
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Uniform in `[0, 1)`.
+    #[inline]
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// Zipf-distributed ranks in `0..n` (rank 0 the most popular), by the
+/// closed form of Gray et al., "Quickly generating billion-record synthetic
+/// databases" (as in YCSB). Setup is O(n); a sample is one `powf`.
+#[derive(Clone, Debug)]
+pub struct Zipf {
+    n: u64,
+    zetan: f64,
+    alpha: f64,
+    eta: f64,
+    two_threshold: f64,
+}
+
+impl Zipf {
+    /// The distribution over `n >= 1` ranks with skew `theta` in (0, 1).
+    pub fn new(n: u64, theta: f64) -> Zipf {
+        let n = n.max(1);
+        let zetan: f64 = (1..=n).map(|i| (i as f64).powf(-theta)).sum();
+        let zeta2 = 1.0 + 2f64.powf(-theta);
+        let eta = if n > 2 {
+            (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta2 / zetan)
+        } else {
+            0.0
+        };
+        Zipf {
+            n,
+            zetan,
+            alpha: 1.0 / (1.0 - theta),
+            eta,
+            two_threshold: 1.0 + 0.5f64.powf(theta),
+        }
+    }
+
+    /// A rank in `0..n`.
+    #[inline]
+    pub fn sample(&self, rng: &mut Rng) -> u64 {
+        let u = rng.unit();
+        let uz = u * self.zetan;
+        if uz < 1.0 || self.n == 1 {
+            return 0;
+        }
+        if uz < self.two_threshold || self.n == 2 {
+            return 1;
+        }
+        let rank = (self.n as f64 * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64;
+        rank.min(self.n - 1)
+    }
+}
+
+/// How page popularity ranks map to page numbers: a bijection of `0..n`,
+/// `rank * step + 1 mod n` with `step` coprime to `n`, so that the popular
+/// pages of the zipf workload are spread over the file instead of packed
+/// at its start (which would flatter readahead-based baselines).
+#[derive(Clone, Copy, Debug)]
+struct Scatter {
+    n: u64,
+    step: u64,
+}
+
+impl Scatter {
+    fn new(n: u64) -> Scatter {
+        // A step near n/φ, coprime to n (which makes it a bijection).
+        let mut step = ((n as f64 * 0.618_033_988_75) as u64).max(1);
+        while gcd(step, n) != 1 {
+            step += 1;
+        }
+        Scatter { n, step }
+    }
+
+    #[inline]
+    fn page(self, rank: u64) -> u64 {
+        ((u128::from(rank) * u128::from(self.step) + 1) % u128::from(self.n)) as u64
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+#[derive(Clone, Debug)]
+enum Dist {
+    Uniform,
+    Zipf(Zipf, Scatter),
+}
+
+/// Generates one thread's operations for a workload over `pages` pages.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    pages: u64,
+    dist: Dist,
+    scan: bool,
+}
+
+impl Sampler {
+    /// The operations of `workload` over pages `0..pages` (`pages > 0`).
+    pub fn new(workload: Workload, pages: u64) -> Sampler {
+        let pages = pages.max(1);
+        let dist = match workload {
+            Workload::Zipf => Dist::Zipf(Zipf::new(pages, ZIPF_THETA), Scatter::new(pages)),
+            _ => Dist::Uniform,
+        };
+        Sampler {
+            pages,
+            dist,
+            scan: workload == Workload::HotScan,
+        }
+    }
+
+    /// Pages the workload ranges over.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// The page of popularity rank `rank` (`< pages`): the warm-up loads
+    /// ranks `0..pool frames`, the pages a steady state keeps resident.
+    pub fn page_of_rank(&self, rank: u64) -> u64 {
+        match &self.dist {
+            Dist::Uniform => rank,
+            Dist::Zipf(_, scatter) => scatter.page(rank),
+        }
+    }
+
+    /// The next operation.
+    #[inline]
+    pub fn next(&self, rng: &mut Rng) -> Op {
+        let page = match &self.dist {
+            Dist::Uniform => rng.below(self.pages),
+            Dist::Zipf(zipf, scatter) => scatter.page(zipf.sample(rng)),
+        };
+        if self.scan {
+            Op::Scan { page }
+        } else {
+            Op::Point {
+                page,
+                offset: (rng.below(PAGE_WORDS) * 8) as usize,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_ranges_stay_in_bounds() {
+        let mut rng = Rng::new(1, 2);
+        let sampler = Sampler::new(Workload::HotPoint, 10);
+        for _ in 0..10_000 {
+            match sampler.next(&mut rng) {
+                Op::Point { page, offset } => {
+                    assert!(page < 10);
+                    assert!(offset % 8 == 0 && offset + 8 <= PAGE_DATA_SIZE);
+                }
+                op => panic!("unexpected {op:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn scatter_is_a_bijection() {
+        for n in [1, 2, 3, 10, 256, 1000, 4096] {
+            let scatter = Scatter::new(n);
+            let mut seen = vec![false; n as usize];
+            for rank in 0..n {
+                let page = scatter.page(rank) as usize;
+                assert!(!seen[page], "n {n} rank {rank}");
+                seen[page] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn zipf_is_skewed_and_in_range() {
+        let n = 10_000;
+        let zipf = Zipf::new(n, ZIPF_THETA);
+        let mut rng = Rng::new(7, 0);
+        let mut counts = vec![0u32; n as usize];
+        let samples = 200_000;
+        for _ in 0..samples {
+            counts[zipf.sample(&mut rng) as usize] += 1;
+        }
+        // With θ = 0.99 over 10k items, rank 0 draws about 10 % and the top
+        // 1 % of ranks about half of all samples.
+        let top: u32 = counts[..100].iter().sum();
+        assert!(counts[0] > samples / 20, "rank 0: {}", counts[0]);
+        assert!(top > samples * 4 / 10, "top 1 %: {top}");
+        assert!(counts[0] > counts[1] && counts[1] > counts[10]);
+        for n in [1, 2, 3] {
+            let zipf = Zipf::new(n, ZIPF_THETA);
+            for _ in 0..1000 {
+                assert!(zipf.sample(&mut rng) < n);
+            }
+        }
+    }
+}
