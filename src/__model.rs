@@ -1,6 +1,7 @@
-//! Internals exposed to the loom models in `loom-tests/`, compiled only
-//! under `--cfg loom`. Thin wrappers: the models drive the real protocol
-//! code through them.
+//! Internals exposed to the loom models in `loom-tests/` (under
+//! `--cfg loom`) and to the criterion benches (feature `internals`). Thin
+//! wrappers: models and benches drive the real protocol code through them.
+//! Not part of the API: no stability promise.
 
 use crossbeam_epoch::Guard;
 
@@ -8,6 +9,13 @@ use crate::latch::{self, PageLatch};
 use crate::page::{FileId, PageId};
 use crate::pool::BufferPool;
 use crate::table::PageTable;
+
+/// The atomic type of a state word.
+#[cfg(loom)]
+pub type StateWord = loom::sync::atomic::AtomicU64;
+/// The atomic type of a state word.
+#[cfg(not(loom))]
+pub type StateWord = std::sync::atomic::AtomicU64;
 
 /// Exclusive-holder bit of a state word.
 pub const EXCL: u64 = latch::EXCL;
@@ -76,7 +84,7 @@ impl Latch {
         self.0.load()
     }
     /// The raw atomic, for protocol variants written in the models.
-    pub fn raw(&self) -> &loom::sync::atomic::AtomicU64 {
+    pub fn raw(&self) -> &StateWord {
         self.0.raw()
     }
 }

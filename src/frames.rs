@@ -164,19 +164,30 @@ impl Frames {
     }
 }
 
-/// The `std` arena: one aligned allocation, viewed as words or bytes.
+/// The `std` arena: one anonymous mapping, viewed as words or bytes.
+///
+/// Mapped with `mmap` (zero-filled by the kernel, faulted in on first
+/// touch) rather than the global allocator, so that arenas of 2 MiB and
+/// more can start on a 2 MiB boundary and be backed by transparent huge
+/// pages (`MADV_HUGEPAGE`): a hit then costs one TLB entry per 2 MiB of
+/// frames instead of one per frame.
 #[cfg(not(any(loom, feature = "shuttle")))]
 mod arena {
-    use std::alloc::{alloc_zeroed, dealloc, Layout};
     use std::ptr::NonNull;
 
     use super::{FrameWord, PAGE_SIZE, PAGE_WORDS};
 
+    const HUGE_PAGE: usize = 2 << 20;
+
     pub(super) struct Arena {
-        /// `frame_count * PAGE_SIZE` bytes, 4096-aligned, zeroed, owned by
-        /// this struct (allocated in `new`, freed in `drop`).
+        /// The start of the frames: `frame_count * PAGE_SIZE` bytes inside
+        /// the mapping, 4096-aligned (2 MiB-aligned for large arenas),
+        /// zeroed, owned by this struct.
         base: NonNull<FrameWord>,
         frame_count: usize,
+        /// The whole mapping, unmapped in `drop`.
+        mapping: NonNull<libc::c_void>,
+        mapping_len: usize,
     }
 
     // SAFETY: the arena is only accessed through atomic words, or through
@@ -186,22 +197,52 @@ mod arena {
     // SAFETY: as for `Send`.
     unsafe impl Sync for Arena {}
 
-    fn layout(frame_count: usize) -> Option<Layout> {
-        if frame_count == 0 {
-            return None;
-        }
-        let size = frame_count.checked_mul(PAGE_SIZE)?;
-        Layout::from_size_align(size, PAGE_SIZE).ok()
-    }
-
     impl Arena {
         pub(super) fn new(frame_count: usize) -> Option<Arena> {
-            let layout = layout(frame_count)?;
-            // SAFETY: `layout` has a non-zero size (`layout` refuses 0).
-            let base = unsafe { alloc_zeroed(layout) };
+            let size = frame_count
+                .checked_mul(PAGE_SIZE)
+                .filter(|&size| size > 0)?;
+            let huge = size >= HUGE_PAGE;
+            let mapping_len = if huge {
+                size.checked_add(HUGE_PAGE)?
+            } else {
+                size
+            };
+            // SAFETY: an anonymous private mapping of a non-zero length at an
+            // address of the kernel's choosing touches no existing memory.
+            let mapping = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    mapping_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if mapping == libc::MAP_FAILED {
+                return None;
+            }
+            let mapping = NonNull::new(mapping)?;
+            let start = mapping.as_ptr() as usize;
+            let offset = if huge {
+                start.next_multiple_of(HUGE_PAGE) - start
+            } else {
+                0
+            };
+            // SAFETY: `offset + size <= mapping_len`, so the pointer stays in
+            // the mapping.
+            let base = unsafe { mapping.as_ptr().cast::<u8>().add(offset) };
+            if huge {
+                // A hint: without transparent huge pages the arena still works.
+                // SAFETY: the range lies inside our own mapping.
+                let _ = unsafe { libc::madvise(base.cast(), size, libc::MADV_HUGEPAGE) };
+            }
             Some(Arena {
                 base: NonNull::new(base.cast::<FrameWord>())?,
                 frame_count,
+                mapping,
+                mapping_len,
             })
         }
 
@@ -209,8 +250,8 @@ mod arena {
         pub(super) fn words(&self, frame_id: usize) -> &[FrameWord] {
             assert!(frame_id < self.frame_count);
             // SAFETY: `frame_id < frame_count`, so the range lies inside the
-            // arena, which is zero-initialised (a valid `AtomicU64` bit
-            // pattern), suitably aligned, and lives as long as `self`.
+            // mapping, which the kernel zero-filled (a valid `AtomicU64` bit
+            // pattern), is suitably aligned, and lives as long as `self`.
             unsafe {
                 std::slice::from_raw_parts(
                     self.base.as_ptr().add(frame_id * PAGE_WORDS),
@@ -222,11 +263,9 @@ mod arena {
 
     impl Drop for Arena {
         fn drop(&mut self) {
-            if let Some(layout) = layout(self.frame_count) {
-                // SAFETY: allocated in `new` with this same layout, freed
-                // once, here; `&mut self` proves no view is alive.
-                unsafe { dealloc(self.base.as_ptr().cast::<u8>(), layout) };
-            }
+            // SAFETY: the mapping was created in `new` with this length and is
+            // unmapped once, here; `&mut self` proves no view is alive.
+            unsafe { libc::munmap(self.mapping.as_ptr(), self.mapping_len) };
         }
     }
 

@@ -142,7 +142,7 @@ impl PageLatch {
     }
 
     /// The atomic itself, for protocol variants in the loom models.
-    #[cfg(loom)]
+    #[cfg(any(loom, feature = "internals"))]
     pub(crate) fn raw(&self) -> &AtomicU64 {
         &self.state
     }
