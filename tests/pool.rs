@@ -600,3 +600,31 @@ fn flush_of_one_page_rewrites_after_a_failed_sync_too() {
     pool.flush(pages[0]).unwrap();
     assert_eq!(storage.writes.load(Ordering::SeqCst) - before, 1);
 }
+
+#[test]
+fn the_file_limit_is_a_clear_error() {
+    let pool = pool(1);
+    for _ in 0..pagepool::MAX_FILES {
+        pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    }
+    let err = pool.open_storage(Box::new(MemoryStorage::new())).unwrap_err();
+    assert!(matches!(err, Error::TooManyFiles(n) if n == pagepool::MAX_FILES), "{err}");
+}
+
+#[test]
+fn the_shared_guard_limit_is_a_clear_error_and_the_latch_recovers() {
+    let (pool, file, _) = instrumented_pool(2);
+    let pages = fill(&pool, file, 1);
+    let mut guards = Vec::new();
+    let err = loop {
+        match pool.read(pages[0]) {
+            Ok(guard) => guards.push(guard),
+            Err(err) => break err,
+        }
+    };
+    assert!(matches!(err, Error::TooManySharedGuards { .. }), "{err}");
+    assert_eq!(guards.len(), (1 << 19) - 1);
+    drop(guards);
+    let mut page = pool.write(pages[0]).unwrap();
+    page.store_u64(0, 5).unwrap();
+}
