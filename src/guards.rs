@@ -278,3 +278,85 @@ impl Drop for ThreadPin<'_> {
         self.slot.end_session();
     }
 }
+
+/// Typed, zero-copy reads under the shared latch (see [`crate::typed`]).
+#[cfg(not(any(loom, feature = "shuttle")))]
+impl PageRef<'_> {
+    /// A `&T` at `offset` of the data area, in the frame (no copy),
+    /// borrowed from this guard. Errors if the value does not fit the data
+    /// area or `offset` is not a multiple of `T`'s alignment.
+    ///
+    /// ```
+    /// # use pagepool::*;
+    /// # fn demo(pool: &BufferPool, page_id: PageId) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    /// let page = pool.read(page_id)?;
+    /// let counter: &u64 = page.get(8)?;
+    /// # let _ = counter; Ok(()) }
+    /// ```
+    pub fn get<T>(&self, offset: usize) -> Result<&T, crate::typed::TypedError>
+    where
+        T: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable,
+    {
+        crate::typed::ref_at(self, offset)
+    }
+
+    /// A `&[T]` of `count` elements at `offset` of the data area, in the
+    /// frame (no copy), borrowed from this guard. Errors as [`Self::get`].
+    pub fn get_slice<T>(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<&[T], crate::typed::TypedError>
+    where
+        T: zerocopy::FromBytes + zerocopy::Immutable,
+    {
+        crate::typed::slice_at(self, offset, count)
+    }
+}
+
+/// Typed, zero-copy reads under the exclusive latch (see [`crate::typed`]).
+#[cfg(not(any(loom, feature = "shuttle")))]
+impl PageMut<'_> {
+    /// A `&T` at `offset` of the data area, in the frame (no copy). While
+    /// it lives the guard cannot store (stores take `&mut self`).
+    pub fn get<T>(&self, offset: usize) -> Result<&T, crate::typed::TypedError>
+    where
+        T: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable,
+    {
+        crate::typed::ref_at(self, offset)
+    }
+
+    /// A `&[T]` of `count` elements at `offset` of the data area, in the
+    /// frame (no copy). Errors as [`Self::get`].
+    pub fn get_slice<T>(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<&[T], crate::typed::TypedError>
+    where
+        T: zerocopy::FromBytes + zerocopy::Immutable,
+    {
+        crate::typed::slice_at(self, offset, count)
+    }
+}
+
+/// Typed stores under the exclusive latch (see [`crate::typed`]).
+impl PageMut<'_> {
+    /// Stores `value`'s bytes at `offset` of the data area through the
+    /// atomic write path (like [`Self::write_at`]); any alignment. `T` may
+    /// be a slice (`&[u32]`, `&[Entry]`).
+    ///
+    /// ```
+    /// # use pagepool::*;
+    /// # fn demo(pool: &BufferPool, page_id: PageId) -> Result<()> {
+    /// let mut page = pool.write(page_id)?;
+    /// page.put(0, &[1u32, 2, 3][..])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn put<T>(&mut self, offset: usize, value: &T) -> Result<(), OutOfBounds>
+    where
+        T: zerocopy::IntoBytes + zerocopy::Immutable + ?Sized,
+    {
+        self.write_at(offset, value.as_bytes())
+    }
+}

@@ -28,6 +28,12 @@ pub use pool::{BufferPool, CloseError};
 pub use stats::Stats;
 pub use view::{OptimisticView, OutOfBounds};
 
-#[cfg(loom)]
+// Typed zero-copy views and the slotted heap page (issue 7).
+#[cfg(not(any(loom, feature = "shuttle")))]
+pub mod heap;
+pub mod typed;
+pub use typed::TypedError;
+
+#[cfg(any(loom, feature = "internals"))]
 #[doc(hidden)]
 pub mod __model;

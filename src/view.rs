@@ -172,6 +172,41 @@ impl<'a> OptimisticView<'a> {
     }
 }
 
+/// Typed loads (see [`crate::typed`]): copies of one value, validated with
+/// the rest of the optimistic closure.
+impl OptimisticView<'_> {
+    /// Copies the `T` at `offset` (any alignment) out of the page: only
+    /// its `size_of::<T>()` bytes are read. Every byte pattern is a valid
+    /// `T` (`FromBytes`), so a torn or garbage read is a harmless value
+    /// that validation then discards.
+    ///
+    /// ```
+    /// # use pagepool::*;
+    /// # fn demo(pool: &BufferPool, page_id: PageId) -> Result<()> {
+    /// let pair: [u32; 2] = pool.optimistic(page_id, |view| view.load(8))??;
+    /// # let _ = pair; Ok(()) }
+    /// ```
+    #[inline]
+    pub fn load<T>(&self, offset: usize) -> Result<T, OutOfBounds>
+    where
+        T: zerocopy::FromBytes + zerocopy::IntoBytes,
+    {
+        let mut value = T::new_zeroed();
+        self.copy_to(offset, value.as_mut_bytes())?;
+        Ok(value)
+    }
+
+    /// Copies the bytes at `offset` into `out` (a value or a slice of
+    /// values, any alignment): [`Self::load`] for unsized `T`.
+    #[inline]
+    pub fn load_into<T>(&self, offset: usize, out: &mut T) -> Result<(), OutOfBounds>
+    where
+        T: zerocopy::FromBytes + zerocopy::IntoBytes + ?Sized,
+    {
+        self.copy_to(offset, out.as_mut_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -607,8 +607,13 @@ fn the_file_limit_is_a_clear_error() {
     for _ in 0..pagepool::MAX_FILES {
         pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
     }
-    let err = pool.open_storage(Box::new(MemoryStorage::new())).unwrap_err();
-    assert!(matches!(err, Error::TooManyFiles(n) if n == pagepool::MAX_FILES), "{err}");
+    let err = pool
+        .open_storage(Box::new(MemoryStorage::new()))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooManyFiles(n) if n == pagepool::MAX_FILES),
+        "{err}"
+    );
 }
 
 #[test]

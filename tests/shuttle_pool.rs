@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig, Storage, PAGE_DATA_SIZE};
+use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig, PAGE_DATA_SIZE};
 use shuttle::rand::{thread_rng, Rng};
 use shuttle::scheduler::{PctScheduler, RandomScheduler, ReplayScheduler, Scheduler};
 use shuttle::{Config, FailurePersistence, Runner};
@@ -54,24 +54,6 @@ fn counter_of(page_no: u64, words: impl Fn(usize) -> u64) -> Result<u64, String>
     Ok(counter)
 }
 
-#[derive(Debug)]
-struct Store(Arc<MemoryStorage>);
-
-impl Storage for Store {
-    fn page_count(&self) -> std::io::Result<u64> {
-        self.0.page_count()
-    }
-    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.0.read_page(page_no, buf)
-    }
-    fn write_page(&self, page_no: u64, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_page(page_no, buf)
-    }
-    fn sync(&self) -> std::io::Result<()> {
-        self.0.sync()
-    }
-}
-
 /// The sequential model: writes per page, and which pages exist.
 struct Model {
     writes: Vec<AtomicU64>,
@@ -82,7 +64,7 @@ struct Model {
 fn open(storage: &Arc<MemoryStorage>) -> (Arc<BufferPool>, FileId) {
     let config = PoolConfig::new(3).evict_batch(1).optimistic_retries(2);
     let pool = BufferPool::open(config).unwrap();
-    let file = pool.open_storage(Box::new(Store(storage.clone()))).unwrap();
+    let file = pool.open_storage(Box::new(storage.clone())).unwrap();
     (Arc::new(pool), file)
 }
 

@@ -40,6 +40,14 @@ fn write(page: &Page, value: u64) {
     page.latch.unlock_exclusive();
 }
 
+/// The production reader: both data words, if the version validates.
+fn read_optimistically(page: &Page) -> Option<(u64, u64)> {
+    let begin = page.latch.optimistic_begin()?;
+    let a = page.words[0].load(Ordering::Relaxed);
+    let b = page.words[1].load(Ordering::Relaxed);
+    page.latch.optimistic_validate(begin).then_some((a, b))
+}
+
 /// Also the control for the two fence-removal models below: the same shape
 /// with the production reader and writer never fails.
 #[test]
@@ -50,12 +58,8 @@ fn optimistic_read_racing_writer_never_validates_a_torn_page() {
             let page = page.clone();
             thread::spawn(move || write(&page, 1))
         };
-        if let Some(begin) = page.latch.optimistic_begin() {
-            let a = page.words[0].load(Ordering::Relaxed);
-            let b = page.words[1].load(Ordering::Relaxed);
-            if page.latch.optimistic_validate(begin) {
-                assert_eq!(a, b, "validated a torn page");
-            }
+        if let Some((a, b)) = read_optimistically(&page) {
+            assert_eq!(a, b, "validated a torn page");
         }
         writer.join().unwrap();
     });
@@ -163,12 +167,8 @@ fn without_the_writers_release_fence_a_torn_read_validates() {
             let page = page.clone();
             thread::spawn(move || write_without_release_fence(&page, 1))
         };
-        if let Some(begin) = page.latch.optimistic_begin() {
-            let a = page.words[0].load(Ordering::Relaxed);
-            let b = page.words[1].load(Ordering::Relaxed);
-            if page.latch.optimistic_validate(begin) {
-                assert_eq!(a, b, "validated a torn page");
-            }
+        if let Some((a, b)) = read_optimistically(&page) {
+            assert_eq!(a, b, "validated a torn page");
         }
         writer.join().unwrap();
     });

@@ -17,7 +17,7 @@ use common::run;
 const POOL_BOUND: usize = 3;
 use loom::thread;
 use pagepool::__model::{self as model, epoch, Table, EXCL, FREE};
-use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig, Storage};
+use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig};
 
 /// A pool of `frames` frames over a store holding `pages` pages, page `n`
 /// holding `n + 1` in both data words (written through a setup pool so the
@@ -26,9 +26,7 @@ fn pool_with_pages(frames: usize, pages: u64) -> (Arc<BufferPool>, FileId) {
     let storage = Arc::new(MemoryStorage::new());
     {
         let setup = BufferPool::open(PoolConfig::new(pages as usize)).unwrap();
-        let file = setup
-            .open_storage(Box::new(SharedStore(storage.clone())))
-            .unwrap();
+        let file = setup.open_storage(Box::new(storage.clone())).unwrap();
         for n in 0..pages {
             let (_, mut page) = setup.allocate(file).unwrap();
             page.store_u64(0, n + 1).unwrap();
@@ -40,26 +38,8 @@ fn pool_with_pages(frames: usize, pages: u64) -> (Arc<BufferPool>, FileId) {
         .frame_wait_timeout_ms(3_600_000)
         .evict_batch(1);
     let pool = BufferPool::open(config).unwrap();
-    let file = pool.open_storage(Box::new(SharedStore(storage))).unwrap();
+    let file = pool.open_storage(Box::new(storage)).unwrap();
     (Arc::new(pool), file)
-}
-
-#[derive(Debug)]
-struct SharedStore(Arc<MemoryStorage>);
-
-impl Storage for SharedStore {
-    fn page_count(&self) -> std::io::Result<u64> {
-        self.0.page_count()
-    }
-    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.0.read_page(page_no, buf)
-    }
-    fn write_page(&self, page_no: u64, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_page(page_no, buf)
-    }
-    fn sync(&self) -> std::io::Result<()> {
-        self.0.sync()
-    }
 }
 
 /// Reads both data words of `page_no` optimistically and checks they are

@@ -36,3 +36,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Makes every completed write durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
 }
+
+/// A shared store is a store: lets a test or a tool keep a handle on the
+/// storage it gives the pool (`pool.open_storage(Box::new(arc.clone()))`),
+/// or give the same storage to a reopened pool.
+impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
+    fn page_count(&self) -> io::Result<u64> {
+        (**self).page_count()
+    }
+
+    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_page(page_no, buf)
+    }
+
+    fn write_page(&self, page_no: u64, buf: &[u8]) -> io::Result<()> {
+        (**self).write_page(page_no, buf)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        (**self).sync()
+    }
+}
