@@ -102,8 +102,8 @@ macro_rules! loads {
     )*};
 }
 
-/// A page read without a latch, inside [`BufferPool::optimistic`]
-/// (crate::BufferPool::optimistic).
+/// A page read without a latch, inside
+/// [`BufferPool::optimistic`](crate::BufferPool::optimistic).
 ///
 /// Every value read here may be garbage until the pool validates the
 /// page's version after the closure returns; the pool discards the
