@@ -23,3 +23,6 @@ cargo test --release --features shuttle --test shuttle_pool
 
 step "planted bugs"
 bash scripts/mutations.sh
+
+step "fuzz targets: build and replay the committed corpus"
+bash scripts/fuzz-replay.sh

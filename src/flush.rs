@@ -19,15 +19,12 @@
 //!
 //! # A failed sync
 //!
-//! After a failed `fdatasync` the kernel may have dropped the failed
-//! writes and will not report them again (PostgreSQL's 2018 lesson), so a
-//! retried sync proves nothing. Each file keeps the set of pages written
-//! since its last successful sync; when a sync fails, those pages are
-//! scheduled to be written again, and the next flush of the file first
-//! marks each of them dirty (loading it if it was evicted) so that it is
-//! written and synced anew. The set is bounded: past
-//! [`MAX_UNSYNCED_PAGES`] a write-back syncs the file itself.
+//! A failed `fdatasync` schedules every page it covered to be written again
+//! by the next flush, from memory: the pages still resident are marked
+//! dirty, the evicted ones load from the images the evictor retained (see
+//! [`crate::durability`]), never from the medium that may have lost them.
 
+use crate::durability::MAX_UNSYNCED_PAGES;
 use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
@@ -35,12 +32,8 @@ use crate::latch::{blocks_writer, Blocked, DIRTY};
 use crate::page::{checksum, FileId, PageId, CHECKSUM_OFFSET, MAGIC};
 use crate::pool::{BufferPool, DataFile};
 use crate::stats::Counter;
-use crate::sync::{lock, Ordering};
+use crate::sync::Ordering;
 use crate::view::load_lsn;
-
-/// Pages a file tracks as written but not yet synced before a write-back
-/// syncs it unasked, bounding the tracking memory (4 GiB of writes).
-pub(crate) const MAX_UNSYNCED_PAGES: usize = 1 << 20;
 
 /// What flushing one frame found.
 enum FrameFlush {
@@ -209,28 +202,31 @@ impl BufferPool {
 
     /// Syncs a file. On failure, every page written since the last
     /// successful sync is scheduled to be written again.
-    fn sync_file(&self, file_id: FileId, file: &DataFile, slot: &ThreadSlot) -> Result<()> {
+    pub(crate) fn sync_file(
+        &self,
+        file_id: FileId,
+        file: &DataFile,
+        slot: &ThreadSlot,
+    ) -> Result<()> {
         let _suspended = slot.suspend();
-        let covered = std::mem::take(&mut *lock(&file.unsynced));
+        let covered = file.sync.begin_sync();
         slot.stats.bump(Counter::IoSyncs);
-        let synced = file.storage.sync();
-        if let Err(source) = synced {
-            lock(&file.rewrite).extend(covered.iter().copied());
-            lock(&file.unsynced).extend(covered);
-            return Err(Error::Sync { file_id, source });
+        match file.storage.sync() {
+            Ok(()) => {
+                file.sync.sync_succeeded(covered);
+                Ok(())
+            }
+            Err(source) => {
+                file.sync.sync_failed(covered);
+                Err(Error::Sync { file_id, source })
+            }
         }
-        Ok(())
     }
 
     /// Records a page write-back for the next sync; syncs unasked when the
     /// record is full.
     fn note_written(&self, page_id: PageId, file: &DataFile, slot: &ThreadSlot) -> Result<()> {
-        let tracked = {
-            let mut unsynced = lock(&file.unsynced);
-            unsynced.insert(page_id.page_no());
-            unsynced.len()
-        };
-        if tracked >= MAX_UNSYNCED_PAGES {
+        if file.sync.note_written(page_id.page_no()) >= MAX_UNSYNCED_PAGES {
             self.sync_file(page_id.file_id(), file, slot)?;
         }
         Ok(())
@@ -239,15 +235,14 @@ impl BufferPool {
     /// Marks dirty every page a failed sync of `file_id` covered, loading
     /// those that were evicted, so that this flush writes them again.
     fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
-        let pending = std::mem::take(&mut *lock(&file.rewrite));
+        let pending = file.sync.take_rewrites();
         let mut pages = pending.iter();
         for &page_no in pages.by_ref() {
             match self.write(PageId::new(file_id, page_no)) {
                 Ok(mut page) => page.mark_dirty(),
                 Err(error) => {
-                    let mut rewrite = lock(&file.rewrite);
-                    rewrite.insert(page_no);
-                    rewrite.extend(pages.copied());
+                    file.sync
+                        .return_rewrites(std::iter::once(page_no).chain(pages.copied()));
                     return Err(error);
                 }
             }

@@ -3,6 +3,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod config;
+mod durability;
 mod epoch;
 mod error;
 mod flush;

@@ -113,17 +113,24 @@ impl BufferPool {
         slot.stats.bump(Counter::Misses);
         let read = {
             let _suspended = slot.suspend();
-            slot.stats.bump(Counter::IoReads);
             // SAFETY: we hold the frame exclusively and it is unreachable to
             // optimistic readers: it came off the free stack after its epoch
             // grace period, and any reader that finds it through the table
             // sees `EXCL` and reads no data (Frames::fill_bytes's contract).
             unsafe {
                 self.frames.fill_bytes(frame_id, |bytes| {
-                    match file.storage.read_page(page_id.page_no(), bytes) {
-                        Ok(()) => self.check_loaded(page_id, bytes),
-                        Err(source) => Err(Error::Read { page_id, source }),
+                    // An evicted page not yet synced loads from its retained
+                    // image: the medium may have lost it (durability.rs).
+                    let retained = file
+                        .sync
+                        .with_retained(page_id.page_no(), |image| bytes.copy_from_slice(image));
+                    if retained.is_none() {
+                        slot.stats.bump(Counter::IoReads);
+                        if let Err(source) = file.storage.read_page(page_id.page_no(), bytes) {
+                            return Err(Error::Read { page_id, source });
+                        }
                     }
+                    self.check_loaded(page_id, bytes)
                 })
             }
         };
@@ -276,6 +283,35 @@ impl BufferPool {
         }
     }
 
+    /// Makes a victim safe to drop from memory: writes it back if dirty,
+    /// and if it is not yet synced, keeps its image until it is (syncing
+    /// the file first when the retained images are at their bound).
+    fn prepare_eviction(
+        &self,
+        frame_id: FrameId,
+        page_id: PageId,
+        slot: &ThreadSlot,
+    ) -> Result<()> {
+        let _suspended = slot.suspend();
+        if self.frames.meta(frame_id).latch.load() & DIRTY != 0 {
+            self.write_back_exclusive(frame_id, page_id, slot)?;
+        }
+        let file = self.file(page_id.file_id())?;
+        let page_no = page_id.page_no();
+        if file.sync.is_unsynced(page_no) && file.sync.retained_full() {
+            self.sync_file(page_id.file_id(), &file, slot)?;
+        }
+        // SAFETY: the clock holds the frame exclusively and stores nothing
+        // while the image is copied.
+        unsafe {
+            self.frames.with_bytes(frame_id, |bytes| {
+                file.sync
+                    .retain_if_unsynced(page_no, |image| image.copy_from_slice(bytes))
+            })
+        };
+        Ok(())
+    }
+
     /// Evicts a frame the clock latched exclusively: writes it back if
     /// dirty, unmaps and retires it. On a write-back failure the page stays
     /// resident and dirty.
@@ -286,12 +322,9 @@ impl BufferPool {
             // exclusively, so the clock cannot have taken one.
             unreachable!("clock victim {frame_id} holds no page");
         };
-        if meta.latch.load() & DIRTY != 0 {
-            let _suspended = slot.suspend();
-            if let Err(error) = self.write_back_exclusive(frame_id, page_id, slot) {
-                self.release_exclusive(frame_id, false);
-                return Err(error);
-            }
+        if let Err(error) = self.prepare_eviction(frame_id, page_id, slot) {
+            self.release_exclusive(frame_id, false);
+            return Err(error);
         }
         self.unmap_and_retire(frame_id, page_id, slot);
         slot.stats.bump(Counter::Evictions);

@@ -20,7 +20,6 @@
 //! A thread that must wait (for a writer, or another thread's load of the
 //! same page) drops its epoch pin first and parks; see [`crate::latch`].
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 use crate::config::PoolConfig;
+use crate::durability::SyncTracker;
 use crate::epoch::{EpochDomain, ThreadSlot};
 use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
@@ -37,7 +37,7 @@ use crate::latch::{blocks_reader, blocks_writer, Blocked, WaitQueues};
 use crate::miss::{FreeFrames, Load};
 use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Stats};
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, RwLock};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
 use crate::table::PageTable;
 use crate::view::OptimisticView;
 
@@ -47,10 +47,8 @@ pub(crate) struct DataFile {
     pub(crate) storage: Box<dyn Storage>,
     /// Pages in the file, allocated pages included; only grows.
     pub(crate) page_count: AtomicU64,
-    /// Pages written since the last successful sync (see `flush.rs`).
-    pub(crate) unsynced: Mutex<BTreeSet<u64>>,
-    /// Pages covered by a failed sync: written again by the next flush.
-    pub(crate) rewrite: Mutex<BTreeSet<u64>>,
+    /// Writes not yet made durable (see `durability.rs`).
+    pub(crate) sync: SyncTracker,
 }
 
 /// A buffer pool: a fixed set of 4 KiB frames caching pages of one or more
@@ -166,8 +164,7 @@ impl BufferPool {
         files.push(Arc::new(DataFile {
             storage,
             page_count: AtomicU64::new(page_count),
-            unsynced: Mutex::new(BTreeSet::new()),
-            rewrite: Mutex::new(BTreeSet::new()),
+            sync: SyncTracker::default(),
         }));
         Ok(file_id)
     }

@@ -1,55 +1,7 @@
 //! Fault injection: a [`Storage`] that makes another one misbehave on
-//! purpose, by schedule or by seeded chance.
-//!
-//! [`Faulty`] wraps any storage and consults a [`FaultController`] before
-//! every read, write and sync. The controller is shared (`Arc`), so a test
-//! keeps a handle and changes the schedule while the pool owns the storage.
-//!
-//! | [`FaultKind`]            | read | write | sync | what happens                                              |
-//! |--------------------------|------|-------|------|-----------------------------------------------------------|
-//! | `Eio`                    | ✓    | ✓     | ✓    | nothing is done; `EIO` is returned                        |
-//! | `NoSpace`                |      | ✓     |      | nothing is written; `ENOSPC`                              |
-//! | `NoSpaceOnExtend`        |      | ✓     |      | like `NoSpace`, only for writes past the current end      |
-//! | `Short { bytes }`        | ✓    | ✓     |      | read: only a prefix lands in the buffer (the rest is left as it was), `UnexpectedEof`; write: only a prefix reaches the medium, `WriteZero` |
-//! | `Torn { bytes, silent }` |      | ✓     |      | only a prefix reaches the medium; `EIO`, or `Ok` if `silent` |
-//! | `Split { bytes, pause }` |      | ✓     |      | the prefix reaches the medium, then after `pause` the rest; `Ok` (a crash in between leaves a torn page) |
-//! | `Latency(d)`             | ✓    | ✓     | ✓    | sleeps `d`, then does the operation normally              |
-//!
-//! A prefix write reads the old page from the inner storage, overlays the
-//! first `bytes` bytes of the new one and writes the merged page: exactly
-//! what a medium that tore the write would hold.
-//!
-//! Faults come from two sources, consulted on every call:
-//!
-//! - the schedule ([`FaultController::fail_next`],
-//!   [`FaultController::fail_after`]): explicit entries, fired in the order
-//!   they were added;
-//! - chance ([`FaultController::set_probability`]): one rule per operation
-//!   and kind, each with its own seeded generator, so a single-threaded run
-//!   is reproducible from its seeds.
-//!
-//! At most one fault that changes the outcome is injected per call (the
-//! first that fires; the schedule before chance); `Latency` adds up on top.
-//! [`FaultController::stats`] counts calls and injected faults.
-//!
-//! ```
-//! use pagepool::{BufferPool, Error, FaultKind, Faulty, IoOp, MemoryStorage, PoolConfig};
-//!
-//! let faulty = Faulty::new(Box::new(MemoryStorage::new()));
-//! let faults = faulty.controller();
-//! let pool = BufferPool::open(PoolConfig::new(8))?;
-//! let file = pool.open_storage(Box::new(faulty))?;
-//! let (page_id, mut page) = pool.allocate(file)?;
-//! page.store_u64(0, 7)?;
-//! drop(page);
-//!
-//! faults.fail_next(IoOp::Write, FaultKind::Eio, 1);
-//! assert!(matches!(pool.flush(page_id), Err(Error::Write { .. })));
-//! pool.flush(page_id)?; // the page stayed dirty; this writes it
-//! assert_eq!(faults.stats().write_errors, 1);
-//! # Ok::<(), pagepool::Error>(())
-//! ```
+//! purpose, by schedule or by seeded chance. See [`Faulty`].
 
+use std::collections::HashMap;
 use std::io;
 // The controller's lock guards test bookkeeping, not a protocol of the
 // pool: like `sync::PlainCounter` it is always `std`, so it adds no states
@@ -71,8 +23,8 @@ pub enum IoOp {
     Sync,
 }
 
-/// What to inject; see the table in the [module docs](self) for which
-/// operations each applies to ([`FaultKind::applies_to`]).
+/// What to inject; see the table in [`Faulty`]'s docs for which operations
+/// each applies to ([`FaultKind::applies_to`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultKind {
     /// Fail with `EIO`, doing nothing.
@@ -152,6 +104,9 @@ pub struct FaultStats {
     pub split_writes: u64,
     /// Calls delayed by [`FaultKind::Latency`].
     pub delays: u64,
+    /// Page writes undone by a failed sync with the volatile cache on
+    /// ([`FaultController::set_volatile_cache`]).
+    pub lost_writes: u64,
 }
 
 impl FaultStats {
@@ -204,6 +159,7 @@ struct State {
     schedule: Vec<Scheduled>,
     rules: Vec<Rule>,
     stats: FaultStats,
+    volatile_cache: bool,
 }
 
 /// The schedule and counters of one or more [`Faulty`] storages. Shared
@@ -295,6 +251,23 @@ impl FaultController {
         state.rules.clear();
     }
 
+    /// With `on`, a sync failed by an injected fault also loses data: every
+    /// page written since the storage's last successful sync goes back to
+    /// what it held before (a volatile write cache that lost its contents,
+    /// or a kernel that dropped the dirty pages of a failed `fdatasync`).
+    /// Each [`Faulty`] then keeps the prior image of every page it writes
+    /// until the next successful sync. Off by default; [`clear`] leaves it
+    /// as it is.
+    ///
+    /// [`clear`]: FaultController::clear
+    pub fn set_volatile_cache(&self, on: bool) {
+        self.state().volatile_cache = on;
+    }
+
+    fn volatile_cache(&self) -> bool {
+        self.state().volatile_cache
+    }
+
     /// Whether any fault is scheduled or any rule is set.
     pub fn is_armed(&self) -> bool {
         let state = self.state();
@@ -370,6 +343,12 @@ impl FaultController {
 #[repr(C, align(4096))]
 struct AlignedPage([u8; PAGE_SIZE]);
 
+impl std::fmt::Debug for AlignedPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlignedPage")
+    }
+}
+
 impl AlignedPage {
     fn zeroed() -> Box<AlignedPage> {
         Box::new(AlignedPage([0; PAGE_SIZE]))
@@ -384,12 +363,71 @@ fn enospc() -> io::Error {
     io::Error::from_raw_os_error(libc::ENOSPC)
 }
 
-/// A [`Storage`] that injects the faults its [`FaultController`] asks
-/// for into another storage; see the [module docs](self).
+/// A [`Storage`] that makes another one misbehave on purpose, by schedule
+/// or by seeded chance.
+///
+/// `Faulty` wraps any storage and consults a [`FaultController`] before
+/// every read, write and sync. The controller is shared (`Arc`), so a test
+/// keeps a handle and changes the schedule while the pool owns the storage.
+///
+/// | [`FaultKind`]            | read | write | sync | what happens                                              |
+/// |--------------------------|------|-------|------|-----------------------------------------------------------|
+/// | `Eio`                    | ✓    | ✓     | ✓    | nothing is done; `EIO` is returned                        |
+/// | `NoSpace`                |      | ✓     |      | nothing is written; `ENOSPC`                              |
+/// | `NoSpaceOnExtend`        |      | ✓     |      | like `NoSpace`, only for writes past the current end      |
+/// | `Short { bytes }`        | ✓    | ✓     |      | read: only a prefix lands in the buffer (the rest is left as it was), `UnexpectedEof`; write: only a prefix reaches the medium, `WriteZero` |
+/// | `Torn { bytes, silent }` |      | ✓     |      | only a prefix reaches the medium; `EIO`, or `Ok` if `silent` |
+/// | `Split { bytes, pause }` |      | ✓     |      | the prefix reaches the medium, then after `pause` the rest; `Ok` (a crash in between leaves a torn page) |
+/// | `Latency(d)`             | ✓    | ✓     | ✓    | sleeps `d`, then does the operation normally              |
+///
+/// A prefix write reads the old page from the inner storage, overlays the
+/// first `bytes` bytes of the new one and writes the merged page: exactly
+/// what a medium that tore the write would hold.
+///
+/// Faults come from two sources, consulted on every call:
+///
+/// - the schedule ([`FaultController::fail_next`],
+///   [`FaultController::fail_after`]): explicit entries, fired in the order
+///   they were added;
+/// - chance ([`FaultController::set_probability`]): one rule per operation
+///   and kind, each with its own seeded generator, so a single-threaded run
+///   is reproducible from its seeds.
+///
+/// At most one fault that changes the outcome is injected per call (the
+/// first that fires; the schedule before chance); `Latency` adds up on top.
+/// [`FaultController::stats`] counts calls and injected faults.
+///
+/// By default a failed sync loses nothing: the writes it covered stay on
+/// the medium. [`FaultController::set_volatile_cache`] models the worse,
+/// real case (a device's volatile write cache, or a kernel that drops the
+/// dirty pages of a failed `fdatasync`): every page written since the last
+/// successful sync goes back to what it held before, when an injected
+/// fault fails the sync.
+///
+/// ```
+/// use pagepool::{BufferPool, Error, FaultKind, Faulty, IoOp, MemoryStorage, PoolConfig};
+///
+/// let faulty = Faulty::new(Box::new(MemoryStorage::new()));
+/// let faults = faulty.controller();
+/// let pool = BufferPool::open(PoolConfig::new(8))?;
+/// let file = pool.open_storage(Box::new(faulty))?;
+/// let (page_id, mut page) = pool.allocate(file)?;
+/// page.store_u64(0, 7)?;
+/// drop(page);
+///
+/// faults.fail_next(IoOp::Write, FaultKind::Eio, 1);
+/// assert!(matches!(pool.flush(page_id), Err(Error::Write { .. })));
+/// pool.flush(page_id)?; // the page stayed dirty; this writes it
+/// assert_eq!(faults.stats().write_errors, 1);
+/// # Ok::<(), pagepool::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Faulty {
     inner: Box<dyn Storage>,
     controller: Arc<FaultController>,
+    /// With the volatile cache on: what each page written since the last
+    /// successful sync held before that write.
+    unsynced: Mutex<HashMap<u64, Box<AlignedPage>>>,
 }
 
 impl Faulty {
@@ -402,7 +440,47 @@ impl Faulty {
     /// Wraps `inner` with an existing controller (one schedule for several
     /// files, or for a storage reopened after a simulated restart).
     pub fn with_controller(inner: Box<dyn Storage>, controller: Arc<FaultController>) -> Faulty {
-        Faulty { inner, controller }
+        Faulty {
+            inner,
+            controller,
+            unsynced: Mutex::default(),
+        }
+    }
+
+    fn unsynced(&self) -> MutexGuard<'_, HashMap<u64, Box<AlignedPage>>> {
+        self.unsynced.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// With the volatile cache on, remembers what page `page_no` holds
+    /// before its first write since the last successful sync.
+    fn remember_prior_image(&self, page_no: u64, len: usize) {
+        if len != PAGE_SIZE || !self.controller.volatile_cache() {
+            return;
+        }
+        let mut unsynced = self.unsynced();
+        if unsynced.contains_key(&page_no) {
+            return;
+        }
+        let mut prior = AlignedPage::zeroed();
+        if self.inner.read_page(page_no, &mut prior.0).is_ok() {
+            unsynced.insert(page_no, prior);
+        }
+    }
+
+    /// A sync failed: with the volatile cache on, the writes since the
+    /// last successful sync are lost.
+    fn lose_unsynced_writes(&self) {
+        let lost = std::mem::take(&mut *self.unsynced());
+        if !self.controller.volatile_cache() {
+            return;
+        }
+        let mut count = 0;
+        for (page_no, prior) in lost {
+            if self.inner.write_page(page_no, &prior.0).is_ok() {
+                count += 1;
+            }
+        }
+        self.controller.record(|s| s.lost_writes += count);
     }
 
     /// The controller: keep it to change the schedule while a pool owns
@@ -477,6 +555,7 @@ impl Storage for Faulty {
         if !decision.delay.is_zero() {
             std::thread::sleep(decision.delay);
         }
+        self.remember_prior_image(page_no, buf.len());
         let Some(kind) = decision.fault else {
             return self.inner.write_page(page_no, buf);
         };
@@ -526,8 +605,15 @@ impl Storage for Faulty {
             std::thread::sleep(decision.delay);
         }
         match decision.fault {
-            None => self.inner.sync(),
+            None => {
+                let synced = self.inner.sync();
+                if synced.is_ok() {
+                    self.unsynced().clear();
+                }
+                synced
+            }
             Some(_) => {
+                self.lose_unsynced_writes();
                 self.controller.record(|s| s.sync_errors += 1);
                 Err(eio())
             }
@@ -763,6 +849,45 @@ mod tests {
         assert!(!faults.is_armed());
         storage.sync().unwrap();
         assert_eq!(faults.stats().sync_errors, 1);
+    }
+
+    #[test]
+    fn a_failed_sync_with_a_volatile_cache_loses_the_unsynced_writes() {
+        let (storage, faults) = faulty();
+        storage.write_page(0, &page(1).0).unwrap();
+        storage.write_page(1, &page(1).0).unwrap();
+        storage.sync().unwrap();
+        // Off: a failed sync loses nothing.
+        storage.write_page(0, &page(2).0).unwrap();
+        faults.fail_next(IoOp::Sync, FaultKind::Eio, 1);
+        assert!(storage.sync().is_err());
+        assert!(read(&storage, 0).0.iter().all(|&b| b == 2));
+
+        faults.set_volatile_cache(true);
+        storage.sync().unwrap();
+        storage.write_page(0, &page(3).0).unwrap();
+        storage.write_page(0, &page(4).0).unwrap();
+        storage.write_page(1, &page(5).0).unwrap();
+        storage.write_page(2, &page(6).0).unwrap();
+        faults.fail_next(IoOp::Sync, FaultKind::Eio, 1);
+        assert!(storage.sync().is_err());
+        assert!(
+            read(&storage, 0).0.iter().all(|&b| b == 2),
+            "back to the synced image"
+        );
+        assert!(read(&storage, 1).0.iter().all(|&b| b == 1));
+        assert!(
+            read(&storage, 2).0.iter().all(|&b| b == 0),
+            "an extension is lost too"
+        );
+        assert_eq!(faults.stats().lost_writes, 3);
+        // Writes synced successfully stay.
+        storage.write_page(1, &page(7).0).unwrap();
+        storage.sync().unwrap();
+        faults.fail_next(IoOp::Sync, FaultKind::Eio, 1);
+        assert!(storage.sync().is_err());
+        assert!(read(&storage, 1).0.iter().all(|&b| b == 7));
+        assert_eq!(faults.stats().lost_writes, 3);
     }
 
     #[test]

@@ -1,0 +1,189 @@
+//! What a file has written but not yet made durable.
+//!
+//! After a failed `fdatasync` the writes it covered may be gone from the
+//! device (a volatile write cache), and the kernel will not report the
+//! failure again (PostgreSQL's 2018 lesson): retrying the sync proves
+//! nothing, the pages must be written again, and their bytes must come
+//! from memory, not from the medium that may have lost them.
+//!
+//! So each file keeps a [`SyncTracker`]:
+//!
+//! | set        | holds                                               | emptied when |
+//! |------------|-----------------------------------------------------|--------------|
+//! | `unsynced` | page → sequence number of its last write-back       | a sync that began after that write succeeds |
+//! | `retained` | the image of each unsynced page that was evicted    | the same     |
+//! | `rewrite`  | pages a failed sync covered                         | the next flush marks them dirty again |
+//!
+//! Invariants:
+//! 1. Every unsynced page is resident, or its image is retained: the
+//!    evictor retains the image of an unsynced page before freeing its
+//!    frame, and a load of a retained page copies the image, never the
+//!    medium.
+//! 2. An entry leaves `unsynced` only when a sync that started after its
+//!    write succeeded (the sequence number tells a later write apart).
+//! 3. `retained` holds at most [`MAX_RETAINED_PAGES`] images; past that the
+//!    evictor syncs the file first, and if the sync fails, it does not
+//!    evict the page.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::page::PAGE_SIZE;
+use crate::sync::{lock, Mutex};
+
+/// The most page images a file retains before an eviction syncs it.
+pub(crate) const MAX_RETAINED_PAGES: usize = 1024;
+/// The most unsynced pages a file tracks before a write-back syncs it.
+pub(crate) const MAX_UNSYNCED_PAGES: usize = 1 << 20;
+
+/// A page image aligned for direct I/O.
+#[repr(C, align(4096))]
+struct AlignedPage([u8; PAGE_SIZE]);
+
+#[derive(Default)]
+struct TrackerState {
+    next_seq: u64,
+    unsynced: BTreeMap<u64, u64>,
+    retained: HashMap<u64, Box<AlignedPage>>,
+    rewrite: BTreeSet<u64>,
+}
+
+/// The unsynced writes of one file. See the module docs.
+#[derive(Default)]
+pub(crate) struct SyncTracker {
+    state: Mutex<TrackerState>,
+}
+
+/// The unsynced pages when a sync began.
+pub(crate) struct SyncSnapshot(BTreeMap<u64, u64>);
+
+impl std::fmt::Debug for SyncTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("SyncTracker")
+            .field("unsynced", &state.unsynced.len())
+            .field("retained", &state.retained.len())
+            .field("rewrite", &state.rewrite.len())
+            .finish()
+    }
+}
+
+impl SyncTracker {
+    /// Records a completed write-back of `page_no`; returns how many pages
+    /// are now unsynced.
+    pub(crate) fn note_written(&self, page_no: u64) -> usize {
+        let mut state = lock(&self.state);
+        state.next_seq += 1;
+        let seq = state.next_seq;
+        state.unsynced.insert(page_no, seq);
+        state.unsynced.len()
+    }
+
+    /// Whether `page_no` was written since the last successful sync.
+    pub(crate) fn is_unsynced(&self, page_no: u64) -> bool {
+        lock(&self.state).unsynced.contains_key(&page_no)
+    }
+
+    /// Whether the retained images have reached [`MAX_RETAINED_PAGES`].
+    pub(crate) fn retained_full(&self) -> bool {
+        lock(&self.state).retained.len() >= MAX_RETAINED_PAGES
+    }
+
+    /// Keeps the image of `page_no`, whose frame is being freed, if the
+    /// page is unsynced (checked under the same lock as the insertion, so a
+    /// sync completing meanwhile cannot strand the image).
+    pub(crate) fn retain_if_unsynced(&self, page_no: u64, image_of: impl FnOnce(&mut [u8])) {
+        let mut state = lock(&self.state);
+        if state.unsynced.contains_key(&page_no) {
+            let mut image = Box::new(AlignedPage([0; PAGE_SIZE]));
+            image_of(&mut image.0);
+            state.retained.insert(page_no, image);
+        }
+    }
+
+    /// Runs `f` on the retained image of `page_no`, if there is one.
+    pub(crate) fn with_retained<R>(&self, page_no: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        lock(&self.state)
+            .retained
+            .get(&page_no)
+            .map(|image| f(&image.0))
+    }
+
+    /// Notes the pages a sync about to start covers.
+    pub(crate) fn begin_sync(&self) -> SyncSnapshot {
+        SyncSnapshot(lock(&self.state).unsynced.clone())
+    }
+
+    /// The sync succeeded: its pages are durable unless written since.
+    pub(crate) fn sync_succeeded(&self, snapshot: SyncSnapshot) {
+        let mut state = lock(&self.state);
+        for (page_no, seq) in snapshot.0 {
+            if state.unsynced.get(&page_no) == Some(&seq) {
+                state.unsynced.remove(&page_no);
+                state.retained.remove(&page_no);
+            }
+        }
+    }
+
+    /// The sync failed: every page it covered must be written again.
+    pub(crate) fn sync_failed(&self, snapshot: SyncSnapshot) {
+        lock(&self.state).rewrite.extend(snapshot.0.into_keys());
+    }
+
+    /// Takes the pages to write again.
+    pub(crate) fn take_rewrites(&self) -> BTreeSet<u64> {
+        std::mem::take(&mut lock(&self.state).rewrite)
+    }
+
+    /// Puts back pages that could not be scheduled for rewriting yet.
+    pub(crate) fn return_rewrites(&self, pages: impl IntoIterator<Item = u64>) {
+        lock(&self.state).rewrite.extend(pages);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_successful_sync_clears_only_the_writes_it_covered() {
+        let tracker = SyncTracker::default();
+        tracker.note_written(1);
+        tracker.note_written(2);
+        tracker.retain_if_unsynced(2, |image| image.fill(7));
+        tracker.retain_if_unsynced(9, |image| image.fill(7)); // never written: not kept
+        let snapshot = tracker.begin_sync();
+        tracker.note_written(1); // written again while the sync runs
+        tracker.sync_succeeded(snapshot);
+        assert!(tracker.is_unsynced(1), "the later write is not covered");
+        assert!(!tracker.is_unsynced(2));
+        assert!(tracker.with_retained(2, |_| ()).is_none());
+        assert!(tracker.with_retained(9, |_| ()).is_none());
+        assert!(tracker.take_rewrites().is_empty());
+    }
+
+    #[test]
+    fn a_failed_sync_keeps_everything_and_schedules_rewrites() {
+        let tracker = SyncTracker::default();
+        tracker.note_written(3);
+        tracker.retain_if_unsynced(3, |image| image.fill(9));
+        let snapshot = tracker.begin_sync();
+        tracker.sync_failed(snapshot);
+        assert!(tracker.is_unsynced(3));
+        assert_eq!(tracker.with_retained(3, |image| image[0]), Some(9));
+        let rewrites = tracker.take_rewrites();
+        assert_eq!(rewrites.into_iter().collect::<Vec<_>>(), vec![3]);
+        tracker.return_rewrites([3]);
+        assert_eq!(tracker.take_rewrites().len(), 1);
+    }
+
+    #[test]
+    fn retained_images_are_aligned_for_direct_io() {
+        let tracker = SyncTracker::default();
+        tracker.note_written(0);
+        tracker.retain_if_unsynced(0, |image| image.fill(1));
+        let addr = tracker
+            .with_retained(0, |image| image.as_ptr() as usize)
+            .unwrap();
+        assert_eq!(addr % 4096, 0);
+    }
+}
