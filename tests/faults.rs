@@ -23,25 +23,9 @@ use pagepool::{
     PoolConfig, Storage, PAGE_DATA_SIZE, PAGE_SIZE,
 };
 
-/// Shares one in-memory store between pools (a reopen after a close or a
+/// One in-memory store shared between pools (a reopen after a close or a
 /// simulated crash sees what reached the "medium").
-#[derive(Debug, Clone, Default)]
-struct SharedMemory(Arc<MemoryStorage>);
-
-impl Storage for SharedMemory {
-    fn page_count(&self) -> io::Result<u64> {
-        self.0.page_count()
-    }
-    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.0.read_page(page_no, buf)
-    }
-    fn write_page(&self, page_no: u64, buf: &[u8]) -> io::Result<()> {
-        self.0.write_page(page_no, buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.0.sync()
-    }
-}
+type SharedMemory = Arc<MemoryStorage>;
 
 /// The data area of page `page_no` holding `value`: word 0 is the value,
 /// every other word depends on the page, the value and its index, so a
@@ -85,17 +69,15 @@ fn populated(count: u64) -> SharedMemory {
     memory
 }
 
-impl SharedMemory {
-    /// A copy of the medium as it is now: what a crash leaves behind.
-    fn crash_image(&self) -> SharedMemory {
-        let copy = SharedMemory::default();
-        let mut page = vec![0u8; PAGE_SIZE];
-        for page_no in 0..self.page_count().unwrap() {
-            self.read_page(page_no, &mut page).unwrap();
-            copy.write_page(page_no, &page).unwrap();
-        }
-        copy
+/// A copy of the medium as it is now: what a crash leaves behind.
+fn crash_image(memory: &SharedMemory) -> SharedMemory {
+    let copy = SharedMemory::default();
+    let mut page = vec![0u8; PAGE_SIZE];
+    for page_no in 0..memory.page_count().unwrap() {
+        memory.read_page(page_no, &mut page).unwrap();
+        copy.write_page(page_no, &page).unwrap();
     }
+    copy
 }
 
 /// What a fresh pool (no faults) reads for `page_no` of `memory`.
@@ -405,7 +387,7 @@ fn torn_write_then_reopen_is_reported_corrupt_never_returned() {
             assert_eq!(pool.flush_all().is_ok(), silent);
             // Crash: the medium stays as it is; the pool never retries
             // (dropping it flushes into the old medium, which is dropped).
-            let memory = memory.crash_image();
+            let memory = crash_image(&memory);
             drop(pool);
 
             let page_no = page_id.page_no();

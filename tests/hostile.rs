@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -209,27 +208,8 @@ fn file_of_random_bytes_is_corrupt_page_by_page() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Shares one in-memory store with a pool.
-#[derive(Debug, Clone)]
-struct SharedMemory(Arc<MemoryStorage>);
-
-impl Storage for SharedMemory {
-    fn page_count(&self) -> io::Result<u64> {
-        self.0.page_count()
-    }
-    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.0.read_page(page_no, buf)
-    }
-    fn write_page(&self, page_no: u64, buf: &[u8]) -> io::Result<()> {
-        self.0.write_page(page_no, buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.0.sync()
-    }
-}
-
 fn pool_over(image: &[u8], page_no: u64) -> (BufferPool, FileId) {
-    let memory = SharedMemory(Arc::new(MemoryStorage::new()));
+    let memory = Arc::new(MemoryStorage::new());
     memory.write_page(page_no, image).unwrap();
     let pool = BufferPool::open(PoolConfig::new(1)).unwrap();
     let file = pool.open_storage(Box::new(memory)).unwrap();
