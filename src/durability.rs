@@ -12,7 +12,7 @@
 //! |------------|-----------------------------------------------------|--------------|
 //! | `unsynced` | page → sequence number of its last write-back       | a sync that began after that write succeeds |
 //! | `retained` | the image of each unsynced page that was evicted    | the same     |
-//! | `rewrite`  | pages a failed sync covered                         | the next flush marks them dirty again |
+//! | `rewrite`  | pages a failed sync covered                         | a flush has marked them dirty again |
 //!
 //! Invariants:
 //! 1. Every unsynced page is resident, or its image is retained: the
@@ -20,7 +20,9 @@
 //!    frame, and a load of a retained page copies the image, never the
 //!    medium.
 //! 2. An entry leaves `unsynced` only when a sync that started after its
-//!    write succeeded (the sequence number tells a later write apart).
+//!    write succeeded (the sequence number tells a later write apart), and
+//!    not while the page waits in `rewrite` (a sync that succeeds before
+//!    the page is written again does not make the lost write durable).
 //! 3. `retained` holds at most [`MAX_RETAINED_PAGES`] images; past that the
 //!    evictor syncs the file first, and if the sync fails, it does not
 //!    evict the page.
@@ -113,11 +115,13 @@ impl SyncTracker {
         SyncSnapshot(lock(&self.state).unsynced.clone())
     }
 
-    /// The sync succeeded: its pages are durable unless written since.
+    /// The sync succeeded: its pages are durable unless written since, or
+    /// still waiting to be written again after an earlier failed sync (the
+    /// medium may hold an older image of those).
     pub(crate) fn sync_succeeded(&self, snapshot: SyncSnapshot) {
         let mut state = lock(&self.state);
         for (page_no, seq) in snapshot.0 {
-            if state.unsynced.get(&page_no) == Some(&seq) {
+            if state.unsynced.get(&page_no) == Some(&seq) && !state.rewrite.contains(&page_no) {
                 state.unsynced.remove(&page_no);
                 state.retained.remove(&page_no);
             }
@@ -129,14 +133,15 @@ impl SyncTracker {
         lock(&self.state).rewrite.extend(snapshot.0.into_keys());
     }
 
-    /// Takes the pages to write again.
-    pub(crate) fn take_rewrites(&self) -> BTreeSet<u64> {
-        std::mem::take(&mut lock(&self.state).rewrite)
+    /// The pages waiting to be written again.
+    pub(crate) fn pending_rewrites(&self) -> Vec<u64> {
+        lock(&self.state).rewrite.iter().copied().collect()
     }
 
-    /// Puts back pages that could not be scheduled for rewriting yet.
-    pub(crate) fn return_rewrites(&self, pages: impl IntoIterator<Item = u64>) {
-        lock(&self.state).rewrite.extend(pages);
+    /// `page_no` is dirty in the pool again: the next write-back and sync
+    /// take care of it.
+    pub(crate) fn rewrite_scheduled(&self, page_no: u64) {
+        lock(&self.state).rewrite.remove(&page_no);
     }
 }
 
@@ -158,7 +163,7 @@ mod tests {
         assert!(!tracker.is_unsynced(2));
         assert!(tracker.with_retained(2, |_| ()).is_none());
         assert!(tracker.with_retained(9, |_| ()).is_none());
-        assert!(tracker.take_rewrites().is_empty());
+        assert!(tracker.pending_rewrites().is_empty());
     }
 
     #[test]
@@ -170,10 +175,13 @@ mod tests {
         tracker.sync_failed(snapshot);
         assert!(tracker.is_unsynced(3));
         assert_eq!(tracker.with_retained(3, |image| image[0]), Some(9));
-        let rewrites = tracker.take_rewrites();
-        assert_eq!(rewrites.into_iter().collect::<Vec<_>>(), vec![3]);
-        tracker.return_rewrites([3]);
-        assert_eq!(tracker.take_rewrites().len(), 1);
+        assert_eq!(tracker.pending_rewrites(), vec![3]);
+        // A later sync that succeeds before the rewrite keeps it all.
+        tracker.sync_succeeded(tracker.begin_sync());
+        assert!(tracker.is_unsynced(3));
+        assert_eq!(tracker.with_retained(3, |image| image[0]), Some(9));
+        tracker.rewrite_scheduled(3);
+        assert!(tracker.pending_rewrites().is_empty());
     }
 
     #[test]

@@ -235,17 +235,9 @@ impl BufferPool {
     /// Marks dirty every page a failed sync of `file_id` covered, loading
     /// those that were evicted, so that this flush writes them again.
     fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
-        let pending = file.sync.take_rewrites();
-        let mut pages = pending.iter();
-        for &page_no in pages.by_ref() {
-            match self.write(PageId::new(file_id, page_no)) {
-                Ok(mut page) => page.mark_dirty(),
-                Err(error) => {
-                    file.sync
-                        .return_rewrites(std::iter::once(page_no).chain(pages.copied()));
-                    return Err(error);
-                }
-            }
+        for page_no in file.sync.pending_rewrites() {
+            self.write(PageId::new(file_id, page_no))?.mark_dirty();
+            file.sync.rewrite_scheduled(page_no);
         }
         Ok(())
     }
