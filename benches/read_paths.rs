@@ -1,0 +1,250 @@
+//! A point read (one u64) of a resident page, four ways, and what the
+//! epoch pin costs (DESIGN.md rule 6):
+//!
+//! - `optimistic_amortised`: `BufferPool::optimistic` with a `ThreadPin`
+//!   held across the loop (how hot loops should read);
+//! - `optimistic_pin_per_op`: the same without a `ThreadPin` (each read pins
+//!   and unpins: a full fence);
+//! - `shared_amortised` / `shared_pin_per_op`: `BufferPool::read` (shared
+//!   latch, `&[u8]` in place);
+//! - `raw_slice`: the same word read from an aligned in-memory array with
+//!   huge pages (the limit).
+//!
+//! Two working sets: `one_page` (everything in L1: the pure instruction
+//! cost) and `random_16k` (16384 pages = a 64 MiB pool, a uniform random
+//! page per read: what the cache misses cost). One element = one read.
+//!
+//! ```sh
+//! cargo bench --bench read_paths
+//! ```
+
+use std::hint::black_box;
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig, PAGE_DATA_SIZE, PAGE_SIZE};
+
+const PAGES: usize = 16384;
+const HUGE: usize = 2 << 20;
+
+/// A stream of (page, offset) targets: page below `pages`, 8-aligned
+/// offset in the data area, from a wyrand generator (a few instructions,
+/// and no table whose own cache lines would warm the working set).
+#[derive(Clone)]
+struct Targets {
+    state: u64,
+    pages: u64,
+}
+
+impl Targets {
+    fn new(pages: usize) -> Targets {
+        Targets {
+            state: 0x5EED,
+            pages: pages as u64,
+        }
+    }
+
+    #[inline]
+    fn next(&mut self) -> (u64, usize) {
+        self.state = self.state.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.state) * u128::from(self.state ^ 0xe703_7ed1_a0b4_28db);
+        let r = ((t >> 64) as u64) ^ (t as u64);
+        let page = ((u128::from(r) * u128::from(self.pages)) >> 64) as u64;
+        // Low bits: a word index below 510 (9 bits give 0..512; fold).
+        let word = (r & 511) as usize % (PAGE_DATA_SIZE / 8);
+        (page, word * 8)
+    }
+}
+
+/// `PAGES` pages in an anonymous huge-page mapping, word `i` of page `p`
+/// holding `p ^ i`.
+struct RawPages {
+    base: *mut u8,
+    len: usize,
+}
+
+impl RawPages {
+    fn new() -> RawPages {
+        let len = PAGES * PAGE_SIZE + HUGE;
+        // SAFETY: a fresh private anonymous mapping.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let raw = RawPages {
+            base: base.cast(),
+            len,
+        };
+        // SAFETY: the range lies inside the mapping; a hint only.
+        unsafe { libc::madvise(raw.pages().cast(), PAGES * PAGE_SIZE, libc::MADV_HUGEPAGE) };
+        for p in 0..PAGES {
+            for i in 0..PAGE_SIZE / 8 {
+                // SAFETY: in bounds of the mapping, 8-aligned, not shared.
+                unsafe {
+                    raw.pages()
+                        .add(p * PAGE_SIZE + i * 8)
+                        .cast::<u64>()
+                        .write((p ^ i) as u64)
+                };
+            }
+        }
+        raw
+    }
+
+    fn pages(&self) -> *mut u8 {
+        // SAFETY: the mapping is one huge page longer than the pages.
+        unsafe { self.base.add(self.base.align_offset(HUGE)) }
+    }
+
+    /// The data words of `page` (< PAGES).
+    #[inline]
+    fn words(&self, page: u64) -> &[u64] {
+        assert!((page as usize) < PAGES);
+        // SAFETY: page < PAGES, so its data words lie inside the mapping,
+        // which is only read now; 8-aligned.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.pages().add(page as usize * PAGE_SIZE).cast::<u64>(),
+                PAGE_DATA_SIZE / 8,
+            )
+        }
+    }
+
+    #[inline]
+    fn read(&self, page: u64, offset: usize) -> u64 {
+        debug_assert!((page as usize) < PAGES && offset + 8 <= PAGE_DATA_SIZE);
+        // SAFETY: page < PAGES and offset in the data area (the targets are
+        // built so), 8-aligned; the mapping is only read now.
+        unsafe {
+            self.pages()
+                .add(page as usize * PAGE_SIZE + offset)
+                .cast::<u64>()
+                .read()
+        }
+    }
+}
+
+impl Drop for RawPages {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping made in `new`.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+fn pool() -> (BufferPool, FileId) {
+    let pool = BufferPool::open(PoolConfig::new(PAGES)).expect("pool");
+    let file = pool
+        .open_storage(Box::new(MemoryStorage::new()))
+        .expect("storage");
+    for p in 0..PAGES as u64 {
+        let (_, mut page) = pool.allocate(file).expect("allocate");
+        for i in 0..PAGE_DATA_SIZE / 8 {
+            page.store_u64(i * 8, p ^ i as u64).expect("store");
+        }
+    }
+    (pool, file)
+}
+
+fn run_set(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    pool: &BufferPool,
+    file: FileId,
+    raw: &RawPages,
+    targets: &Targets,
+) {
+    let optimistic = |b: &mut criterion::Bencher<'_>| {
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            pool.optimistic(PageId::new(file, page), |view| view.load_u64(offset))
+                .expect("resident")
+                .expect("in bounds")
+        })
+    };
+    let shared = |b: &mut criterion::Bencher<'_>| {
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            let guard = pool.read(PageId::new(file, page)).expect("resident");
+            u64::from_le_bytes(guard[offset..offset + 8].try_into().expect("8 bytes"))
+        })
+    };
+    group.bench_function("optimistic_amortised", |b| {
+        let _pin = pool.pin_thread();
+        optimistic(b)
+    });
+    group.bench_function("optimistic_pin_per_op", optimistic);
+    group.bench_function("shared_amortised", |b| {
+        let _pin = pool.pin_thread();
+        shared(b)
+    });
+    group.bench_function("shared_pin_per_op", shared);
+    group.bench_function("raw_slice", |b| {
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            raw.read(black_box(page), offset)
+        })
+    });
+}
+
+fn read_paths(c: &mut Criterion) {
+    let (pool, file) = pool();
+    let raw = RawPages::new();
+    let mut group = c.benchmark_group("point_read_one_page");
+    group.throughput(Throughput::Elements(1));
+    run_set(&mut group, &pool, file, &raw, &Targets::new(1));
+    group.finish();
+
+    let mut group = c.benchmark_group("point_read_random_16k");
+    group.throughput(Throughput::Elements(1));
+    run_set(&mut group, &pool, file, &raw, &Targets::new(PAGES));
+    group.finish();
+
+    // Whole-page scans: sum the data area's u64 words of a random page.
+    let mut group = c.benchmark_group("scan_random_16k");
+    group.throughput(Throughput::Bytes(PAGE_DATA_SIZE as u64));
+    let _pin = pool.pin_thread();
+    let random = Targets::new(PAGES);
+    group.bench_function("optimistic_sum_u64", |b| {
+        let mut targets = random.clone();
+        b.iter(|| {
+            let (page, _) = targets.next();
+            pool.optimistic(PageId::new(file, page), |view| view.sum_u64())
+                .expect("resident")
+        })
+    });
+    group.bench_function("shared_slice_sum", |b| {
+        let mut targets = random.clone();
+        b.iter(|| {
+            let (page, _) = targets.next();
+            let guard = pool.read(PageId::new(file, page)).expect("resident");
+            guard
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+                .fold(0u64, u64::wrapping_add)
+        })
+    });
+    group.bench_function("raw_slice_sum", |b| {
+        let mut targets = random.clone();
+        b.iter(|| {
+            let (page, _) = targets.next();
+            raw.words(black_box(page))
+                .iter()
+                .fold(0u64, |s, &w| s.wrapping_add(u64::from_le(w)))
+        })
+    });
+    group.finish();
+    drop(_pin);
+    drop(pool);
+}
+
+criterion_group!(benches, read_paths);
+criterion_main!(benches);
