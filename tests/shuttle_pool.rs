@@ -217,6 +217,52 @@ fn pool_under_random_schedules() {
     run(RandomScheduler::new(iterations()));
 }
 
+/// Many concurrent misses of the same few pages on a 2-frame pool: loads
+/// race (the loser gives its frame back unpublished) and readers park on
+/// frames that are recycled under them. Every parked reader must be woken.
+fn contended_misses() {
+    let storage = Arc::new(MemoryStorage::new());
+    {
+        let (pool, file) = open(&storage);
+        for page_no in 0..3 {
+            let (_, mut page) = pool.allocate(file).unwrap();
+            for index in 0..WORDS {
+                page.store_u64(index * 8, word(page_no, 0, index)).unwrap();
+            }
+        }
+        Arc::into_inner(pool).unwrap().close().unwrap();
+    }
+    let pool = BufferPool::open(PoolConfig::new(2).evict_batch(1)).unwrap();
+    let file = pool.open_storage(Box::new(storage)).unwrap();
+    let pool = Arc::new(pool);
+    let threads: Vec<_> = (0..3u64)
+        .map(|t| {
+            let pool = pool.clone();
+            shuttle::thread::spawn(move || {
+                for step in 0..4 {
+                    let page_no = (t + step) % 3;
+                    let counter = pool
+                        .optimistic(PageId::new(file, page_no), |view| {
+                            counter_of(page_no, |i| view.load_u64(i * 8).unwrap_or(u64::MAX))
+                        })
+                        .unwrap();
+                    assert_eq!(counter, Ok(0));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[test]
+fn contended_misses_under_pct_schedules() {
+    let mut config = Config::new();
+    config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
+    Runner::new(PctScheduler::new(3, iterations()), config).run(contended_misses);
+}
+
 /// Replays a saved failing schedule: `SHUTTLE_REPLAY=<file>`.
 #[test]
 #[ignore = "replays the schedule named by SHUTTLE_REPLAY"]
