@@ -3,6 +3,7 @@
 //!
 //! - `pagepool bench ...`: see [`bench`].
 //! - `pagepool verify PATH`: see [`verify`].
+//! - `pagepool report JSON`: a saved bench report's tables, again.
 //!
 //! Exit status: 0 on success; 1 when `verify` found bad pages; 2 on any
 //! error (also clap's status for bad usage).
@@ -37,12 +38,16 @@ enum Command {
         /// The data file.
         path: PathBuf,
     },
+    /// Print the tables and targets of a `bench --json` report again
+    /// (and redraw its plot, or rewrite it with the targets recomputed).
+    Report(bench::ReportArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => bench::report_again(args).map(|()| ExitCode::SUCCESS),
         Command::Verify { path } => {
             verify::run(path, &mut std::io::stdout().lock()).map(|summary| {
                 if summary.bad == 0 {

@@ -5,6 +5,13 @@
 //! Word `i` of page `p`'s data area holds `p + i·K` (wrapping, K odd):
 //! word 0 is the page number, and every word read, and the sum of a page,
 //! can be checked against the page and offset it was read from.
+//!
+//! `mixed` writes, so it runs on a copy of the file per implementation
+//! ([`ensure_copy`]), never on the file the read-only workloads check
+//! against. A value it writes carries a 16-bit tag of the word's page and
+//! offset ([`written_value`]): a read may find the original value or any
+//! value written to that very word (by this run or an earlier one on the
+//! same copy), and nothing else.
 
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
@@ -40,8 +47,33 @@ pub fn page_sum(page: u64) -> u64 {
         .wrapping_add(INDEX_SUM.wrapping_mul(K))
 }
 
+/// The tag of the word at `offset` of page `page`, in the top 16 bits.
+#[inline]
+fn word_tag(page: u64, offset: usize) -> u64 {
+    let key = (page << 12) ^ offset as u64;
+    key.wrapping_mul(0xD6E8_FEB8_6659_FD93).rotate_left(29) >> 48 << 48
+}
+
+/// Bits of a written value that hold the write's sequence number.
+const SEQ_BITS: u32 = 36;
+
+/// The value thread `thread` writes to `offset` of page `page` in its
+/// `seq`-th write: the word's tag, the thread (12 bits), the sequence
+/// number (36 bits).
+#[inline]
+pub fn written_value(page: u64, offset: usize, thread: u64, seq: u64) -> u64 {
+    word_tag(page, offset) | ((thread & 0xFFF) << SEQ_BITS) | (seq & ((1 << SEQ_BITS) - 1))
+}
+
+/// Whether `value` is something `mixed` may have written to `offset` of
+/// page `page` (its tag matches).
+#[inline]
+pub fn is_written_value(page: u64, offset: usize, value: u64) -> bool {
+    value >> 48 << 48 == word_tag(page, offset)
+}
+
 /// The data area of page `page`.
-fn page_image(page: u64) -> Vec<u8> {
+pub fn page_image(page: u64) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(PAGE_DATA_SIZE);
     for index in 0..PAGE_WORDS {
         bytes.extend_from_slice(&word(page, index).to_le_bytes());
@@ -168,10 +200,93 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     (rc == 0).then(|| blocks.saturating_mul(block_size))
 }
 
+/// The copy of the first `pages` pages of `base` that `mixed` writes to
+/// for implementation `imp`: created once, then reused (its values drift
+/// from the base file's only in words `mixed` wrote, which reads accept).
+pub fn ensure_copy(base: &Path, imp: &str, pages: u64) -> Result<PathBuf> {
+    let dir = base.parent().unwrap_or(Path::new("."));
+    let name = path_for(Path::new(""), pages);
+    let path = dir.join(format!("mixed-{imp}-{}", name.display()));
+    let want = pages * PAGE_SIZE as u64;
+    if std::fs::metadata(&path).is_ok_and(|meta| meta.is_file() && meta.len() == want) {
+        return Ok(path);
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let copied = (|| -> Result<()> {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut from = File::open(base)
+            .with_context(|| format!("opening {}", base.display()))?
+            .take(want);
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        let copied = std::io::copy(&mut from, &mut to)?;
+        if copied != want {
+            bail!("{} holds {copied} bytes, expected {want}", base.display());
+        }
+        to.flush()?;
+        to.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    })();
+    if let Err(error) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error.context(format!("copying {} to {}", base.display(), path.display())));
+    }
+    eprintln!("created {} (copy for mixed)", path.display());
+    Ok(path)
+}
+
+/// Bytes of `path` the kernel's page cache holds now (`mincore` over a
+/// mapping of the file; mapping it faults nothing in).
+pub fn cached_bytes(path: &Path) -> Result<u64> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata()?.len() as usize;
+    if len == 0 {
+        return Ok(0);
+    }
+    // SAFETY: a fresh shared read-only mapping of an open file; it is only
+    // passed to mincore and unmapped below, never read through.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error()).context("mmap for mincore");
+    }
+    let pages = len.div_ceil(4096);
+    let mut resident = vec![0u8; pages];
+    // SAFETY: `map` is a live mapping of `len` bytes and `resident` has one
+    // byte per 4 KiB page of it.
+    let rc = unsafe { libc::mincore(map, len, resident.as_mut_ptr()) };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: unmaps exactly the mapping made above.
+    unsafe { libc::munmap(map, len) };
+    if rc != 0 {
+        return Err(error).context("mincore");
+    }
+    Ok(resident.iter().filter(|&&b| b & 1 != 0).count() as u64 * 4096)
+}
+
 /// Asks the kernel to drop its cached pages of `path` (harmless, and
-/// usually a no-op, when the file is only read with `O_DIRECT`).
+/// usually a no-op, when the file is only read with `O_DIRECT`). Dirty
+/// pages (left by the buffered writers of `mixed`) are written first, or
+/// the kernel would keep them.
 pub fn drop_cache(path: &Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    file.sync_data()
+        .with_context(|| format!("fdatasync on {}", path.display()))?;
     // SAFETY: `file` is an open descriptor for the duration of the call;
     // posix_fadvise only reads its arguments.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
@@ -196,6 +311,24 @@ mod tests {
             assert_eq!(image.len(), PAGE_DATA_SIZE);
             assert_eq!(&image[16..24], &word(page, 2).to_le_bytes());
         }
+    }
+
+    #[test]
+    fn written_values_are_tagged_by_their_word() {
+        let mut accepted = 0;
+        for page in 0..64 {
+            for offset in (0..PAGE_DATA_SIZE).step_by(8) {
+                let value = written_value(page, offset, 3, 77);
+                assert!(is_written_value(page, offset, value));
+                accepted += u32::from(is_written_value(page + 1, offset, value));
+                accepted += u32::from(is_written_value(page, offset ^ 8, value));
+                // Original data is not mistaken for a write (in practice).
+                accepted += u32::from(is_written_value(page, offset, value_at(page, offset)));
+            }
+        }
+        assert!(accepted < 5, "{accepted} false tags");
+        assert_ne!(written_value(1, 8, 0, 1), written_value(1, 8, 1, 1));
+        assert_ne!(written_value(1, 8, 0, 1), written_value(1, 8, 0, 2));
     }
 
     #[test]

@@ -4,14 +4,24 @@
 //! The data file lives in `--dir` (default `target/pagepool-bench` under
 //! the current directory: `/tmp` and `/dev/shm` may be tmpfs, which can
 //! refuse `O_DIRECT`). It is named after its size, written once through
-//! the pool, and reused by later runs. Each measurement opens a fresh pool;
-//! see [`runner`] for what one measurement does.
+//! the pool, and reused by later runs; `mixed` writes to a copy per
+//! implementation, also kept. Each measurement opens a fresh instance (a
+//! fresh pool) after dropping the kernel's cache of its file; see
+//! [`runner`] for what one measurement does.
+//!
+//! At the end: the full table, a side-by-side summary, the issue's target
+//! ratios that the rows allow, and with `--json`, `--plot` the report and
+//! the chart. `--fio` adds fio's rows next to `uniform-miss`.
 
 pub mod data;
+pub mod fio;
 pub mod impls;
+pub mod plot;
 pub mod report;
+pub mod resources;
 pub mod runner;
 pub mod workload;
+pub mod write_log;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +34,7 @@ use crate::error::{Context, Result};
 use crate::machine::Machine;
 use impls::{ImplKind, Setup};
 use report::RunResult;
-use runner::RunSpec;
+use runner::{RunOutcome, RunSpec};
 use workload::Workload;
 
 /// Options of `pagepool bench`.
@@ -66,12 +76,32 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+
+    /// Also draw ops/s against threads, one chart per workload, to this
+    /// file (PNG, or SVG if it ends in .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+
+    /// Also run fio (if installed) on the uniform-miss pages at each thread
+    /// count: psync with one job per thread, and io_uring at queue depth 32
+    /// (rows fio-psync and fio-uring).
+    #[arg(long)]
+    pub fio: bool,
+
+    /// Run each (workload, threads, implementation) this many times and
+    /// report the fastest run (a busy neighbour only ever slows a run
+    /// down); every run's ops/s is kept in the JSON.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
 }
 
 impl BenchArgs {
     fn validate(&self) -> Result<()> {
         if self.workloads.is_empty() || self.impls.is_empty() || self.threads.is_empty() {
             bail!("--workload, --impl and --threads each need at least one value");
+        }
+        if self.repeat == 0 || self.repeat > 100 {
+            bail!("--repeat {}: expected 1 to 100", self.repeat);
         }
         if let Some(&zero) = self.threads.iter().find(|&&t| t == 0) {
             bail!("--threads {zero}: a run needs at least one thread");
@@ -95,6 +125,79 @@ impl BenchArgs {
         }
         Ok(())
     }
+}
+
+/// Options of `pagepool report`.
+#[derive(Args, Clone, Debug)]
+pub struct ReportArgs {
+    /// A report written by `pagepool bench --json`.
+    pub input: PathBuf,
+
+    /// Draw its plot to this file (PNG, or SVG if it ends in .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+
+    /// Write it again to this file, with the targets recomputed.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `pagepool report`: prints a saved report's table, summary and targets
+/// (recomputed from its rows), and optionally redraws or rewrites it.
+pub fn report_again(args: &ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", args.input.display()))?;
+    let results: Vec<RunResult> = serde_json::from_value(report["results"].clone())
+        .with_context(|| format!("reading the results of {}", args.input.display()))?;
+    let command = report["command"].as_str().unwrap_or("").to_string();
+    if !command.is_empty() {
+        println!("command: {command}");
+    }
+    print!("{}", report::table(&results));
+    println!();
+    print!("{}", report::summary(&results));
+    let targets = report::targets(&results);
+    if !targets.is_empty() {
+        println!("targets (ratios from this report):");
+        print!("{}", report::targets_table(&targets));
+    }
+    if let Some(json) = &args.json {
+        report::write_json(json, &report["machine"], &results, &command, &targets)?;
+        println!("wrote {}", json.display());
+    }
+    if let Some(plot_path) = &args.plot {
+        plot::draw(
+            plot_path,
+            &plot_title(&command, &report["machine"]),
+            &results,
+        )?;
+        println!("wrote {}", plot_path.display());
+    }
+    Ok(())
+}
+
+/// The plot's title: the command's settings and the machine.
+fn plot_title(command: &str, machine: &serde_json::Value) -> String {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mut settings: Vec<String> = Vec::new();
+    for w in words.windows(2) {
+        let setting = format!("{} {}", w[0].trim_start_matches("--"), w[1]);
+        if matches!(w[0], "--pool-mib" | "--seconds" | "--repeat") && !settings.contains(&setting) {
+            settings.push(setting);
+        }
+    }
+    format!(
+        "pagepool bench ({}): {}, {} CPUs",
+        if settings.is_empty() {
+            "defaults".to_string()
+        } else {
+            settings.join(", ")
+        },
+        machine["cpu_model"].as_str().unwrap_or("unknown CPU"),
+        machine["logical_cpus"].as_u64().unwrap_or(0)
+    )
 }
 
 /// Runs the benchmark and prints (and optionally writes) its report.
@@ -147,27 +250,31 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let timer_overhead_ns = runner::timer_overhead_ns();
     let duration = Duration::from_secs_f64(args.seconds);
-    let setup = Setup {
-        path: &path,
-        file_pages: data_pages,
-        pool_frames,
-    };
+    let total_runs: usize = args
+        .workloads
+        .iter()
+        .map(|&w| args.impls.iter().filter(|i| i.supports(w)).count() * args.threads.len())
+        .sum::<usize>()
+        * args.repeat;
+    let mut done = 0;
     let mut results = Vec::new();
+    // Thread counts outside, implementations inside: the rows compared
+    // with each other are measured minutes apart at most, so a noisy
+    // neighbour on this shared machine tends to hit them alike.
     for &workload in &args.workloads {
-        for &imp in &args.impls {
-            if !imp.supports(workload) {
-                eprintln!("skipping {} {}: not supported", imp.name(), workload.name());
-                continue;
-            }
-            for &threads in &args.threads {
-                let spec = RunSpec {
-                    imp,
-                    workload,
-                    threads,
-                    duration,
-                    setup,
-                    pages: workload.pages(frames, file_pages),
-                    timer_overhead_ns,
+        let pages = workload.pages(frames, file_pages);
+        for &threads in &args.threads {
+            for &imp in &args.impls {
+                if !imp.supports(workload) {
+                    if threads == args.threads[0] {
+                        eprintln!("skipping {} {}: not supported", imp.name(), workload.name());
+                    }
+                    continue;
+                }
+                let run_path = if workload.writes() {
+                    data::ensure_copy(&path, imp.name(), pages)?
+                } else {
+                    path.clone()
                 };
                 let what = format!(
                     "{} {} with {threads} thread{}",
@@ -175,42 +282,241 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     workload.name(),
                     if threads == 1 { "" } else { "s" }
                 );
-                eprintln!("running {what} ...");
-                let outcome = runner::run(&spec).context(&what)?;
-                results.push(RunResult {
-                    imp: imp.name().to_string(),
-                    workload: workload.name().to_string(),
-                    threads,
-                    ops_per_sec: outcome.ops_per_sec,
-                    cpu_seconds: outcome.cpu_seconds,
-                    hit_ratio: outcome.counters.map(|c| c.hit_ratio()),
-                    io_reads: outcome.counters.map(|c| c.io_reads),
-                    io_writes: outcome.counters.map(|c| c.io_writes),
-                    p50_ns: outcome.p50_ns,
-                    p99_ns: outcome.p99_ns,
-                });
-                let mut note =
-                    format!("  {} ops, {} latency samples", outcome.ops, outcome.samples);
-                if let Some(c) = outcome.counters {
-                    note += &format!(
-                        ", {} hits, {} misses, {} optimistic retries, {} fallbacks",
-                        c.hits, c.misses, c.optimistic_retries, c.optimistic_fallbacks
-                    );
+                let mut best: Option<RunResult> = None;
+                let mut runs = Vec::with_capacity(args.repeat);
+                for round in 0..args.repeat {
+                    done += 1;
+                    let label = if args.repeat > 1 {
+                        format!("[{done}/{total_runs}] {what} (round {})", round + 1)
+                    } else {
+                        format!("[{done}/{total_runs}] {what}")
+                    };
+                    let spec = RunSpec {
+                        imp,
+                        workload,
+                        threads,
+                        duration,
+                        setup: Setup {
+                            path: &run_path,
+                            file_pages: pages,
+                            pool_frames,
+                            writes: workload.writes(),
+                        },
+                        pages,
+                        timer_overhead_ns,
+                        label: &label,
+                    };
+                    eprintln!("running {label} ...");
+                    let outcome = runner::run(&spec).context(&what)?;
+                    let result = to_result(imp, workload, threads, &outcome);
+                    eprintln!("{}", run_note(&outcome, &result));
+                    runs.push(result.ops_per_sec);
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| result.ops_per_sec > b.ops_per_sec)
+                    {
+                        best = Some(result);
+                    }
                 }
-                eprintln!("{note}");
+                if let Some(mut best) = best {
+                    if runs.len() > 1 {
+                        best.ops_per_sec_runs = Some(runs);
+                    }
+                    results.push(best);
+                }
+            }
+            if args.fio && workload == Workload::UniformMiss {
+                results.extend(run_fio(&path, pages, threads, args, duration)?);
             }
         }
+    }
+    // Report order: workload, implementation, threads (fio last).
+    let rank = |r: &RunResult| {
+        let w = args
+            .workloads
+            .iter()
+            .position(|w| w.name() == r.workload)
+            .unwrap_or(usize::MAX);
+        let i = args
+            .impls
+            .iter()
+            .position(|i| i.name() == r.imp)
+            .unwrap_or(args.impls.len() + usize::from(r.imp == "fio-uring"));
+        (w, i, r.threads)
+    };
+    results.sort_by_key(rank);
+    if args.fio && !args.workloads.contains(&Workload::UniformMiss) {
+        eprintln!("note: --fio runs next to uniform-miss only, which was not asked for");
     }
 
     println!();
     print!("{}", report::table(&results));
     println!(
-        "latency: every {}th operation timed with Instant (timer cost {timer_overhead_ns} ns subtracted)",
+        "latency: every {}th operation timed with Instant (timer cost {timer_overhead_ns} ns subtracted); \
+         anon MiB: anonymous memory grown; cache MiB: the file's pages in the kernel's page cache; \
+         others cpu s: CPU other processes used meanwhile (noise)",
         runner::SAMPLE_EVERY
     );
+    println!();
+    print!("{}", report::summary(&results));
+    let targets = report::targets(&results);
+    if !targets.is_empty() {
+        println!("targets (ratios from this run):");
+        print!("{}", report::targets_table(&targets));
+    }
+    let command_line = command.join(" ");
     if let Some(json) = &args.json {
-        report::write_json(json, &machine, &results)?;
+        report::write_json(json, &machine, &results, &command_line, &targets)?;
         println!("wrote {}", json.display());
     }
+    if let Some(plot_path) = &args.plot {
+        let title = format!(
+            "pagepool bench: {} MiB pool, {} s runs, best of {}; {}",
+            args.pool_mib, args.seconds, args.repeat, machine
+        );
+        plot::draw(plot_path, &title, &results)?;
+        println!("wrote {}", plot_path.display());
+    }
     Ok(())
+}
+
+/// The report row of one measurement.
+fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) -> RunResult {
+    const PAGE: u64 = PAGE_SIZE as u64;
+    let ops = o.ops.max(1) as f64;
+    let (hit_ratio, io_reads, io_writes) = match o.counters {
+        Some(c) => (Some(c.hit_ratio()), Some(c.io_reads), Some(c.io_writes)),
+        None => {
+            // No cache of its own: count what the kernel read and dirtied.
+            let reads = o.os.read_bytes / PAGE;
+            // Their cache is the kernel's: a page read from storage is a
+            // miss (readahead included, so this is approximate).
+            let misses = matches!(imp, ImplKind::Mmap | ImplKind::Pread).then_some(reads);
+            let hit_ratio = misses.map(|m| (1.0 - m as f64 / ops).clamp(0.0, 1.0));
+            (
+                hit_ratio,
+                Some(reads),
+                Some(o.os.write_bytes.div_ceil(PAGE)),
+            )
+        }
+    };
+    let seconds = o.ops as f64 / o.ops_per_sec.max(f64::MIN_POSITIVE);
+    RunResult {
+        imp: imp.name().to_string(),
+        workload: workload.name().to_string(),
+        threads,
+        ops_per_sec: o.ops_per_sec,
+        cpu_seconds: o.cpu_seconds,
+        hit_ratio,
+        io_reads,
+        io_writes,
+        p50_ns: o.p50_ns,
+        p99_ns: o.p99_ns,
+        ops: o.ops,
+        seconds: seconds / threads as f64,
+        cpu_ns_per_op: o.cpu_seconds * 1e9 / ops,
+        cpu_us_per_read: io_reads
+            .filter(|&r| r > 0)
+            .map(|r| o.cpu_seconds * 1e6 / r as f64),
+        anon_mib: o.rss_delta_bytes as f64 / f64::from(1 << 20),
+        page_cache_mib: o.cache_bytes as f64 / f64::from(1 << 20),
+        major_faults: o.os.major_faults,
+        others_cpu_seconds: o.os.others_cpu().as_secs_f64(),
+        checked_words: o.checked_words,
+        ops_per_sec_runs: None,
+        note: None,
+    }
+}
+
+fn run_note(o: &RunOutcome, r: &RunResult) -> String {
+    let mut note = format!(
+        "  {} ops/s, {} ops, {} latency samples, {:.2} cpu s",
+        r.ops_per_sec.round(),
+        o.ops,
+        o.samples,
+        o.cpu_seconds
+    );
+    if let Some(c) = o.counters {
+        note += &format!(
+            ", {} hits, {} misses, {} evictions, {} reads, {} writes, {} optimistic retries, {} fallbacks",
+            c.hits,
+            c.misses,
+            c.evictions,
+            c.io_reads,
+            c.io_writes,
+            c.optimistic_retries,
+            c.optimistic_fallbacks
+        );
+    } else {
+        note += &format!(
+            ", {} storage reads, {} major faults",
+            o.os.read_bytes / PAGE_SIZE as u64,
+            o.os.major_faults
+        );
+    }
+    note += &format!(
+        ", anon {:+.0} MiB, page cache {:.0} MiB, other processes {:.2} cpu s",
+        r.anon_mib, r.page_cache_mib, r.others_cpu_seconds
+    );
+    if let Some(words) = o.checked_words {
+        note += &format!(", {words} written words read back OK (live and reopened)");
+    }
+    note
+}
+
+/// fio's rows for the uniform-miss pages, or none (with a note) when fio
+/// is not installed.
+fn run_fio(
+    path: &std::path::Path,
+    pages: u64,
+    threads: usize,
+    args: &BenchArgs,
+    duration: Duration,
+) -> Result<Vec<RunResult>> {
+    let Some(version) = fio::version() else {
+        if threads == args.threads[0] {
+            eprintln!("note: --fio: fio is not installed (apt-get install fio); no fio rows");
+        }
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::new();
+    for engine in [fio::Engine::Psync, fio::Engine::Uring] {
+        eprintln!(
+            "running {version} {} with {threads} jobs ...",
+            engine.name()
+        );
+        let mut best: Option<RunResult> = None;
+        let mut runs = Vec::new();
+        for _ in 0..args.repeat {
+            data::drop_cache(path)?;
+            match fio::run(path, pages, threads, duration, engine) {
+                Ok(row) => {
+                    eprintln!(
+                        "  {} IOPS, {:.2} cpu s",
+                        row.ops_per_sec.round(),
+                        row.cpu_seconds
+                    );
+                    runs.push(row.ops_per_sec);
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| row.ops_per_sec > b.ops_per_sec)
+                    {
+                        best = Some(row);
+                    }
+                }
+                // io_uring may be disabled by the kernel: skip, say so.
+                Err(error) => {
+                    eprintln!("note: {} skipped: {error}", engine.name());
+                    break;
+                }
+            }
+        }
+        if let Some(mut row) = best {
+            if runs.len() > 1 {
+                row.ops_per_sec_runs = Some(runs);
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
 }

@@ -3,13 +3,15 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
 use crate::machine::Machine;
 
-/// One row of the report (field names are the JSON interface).
-#[derive(Clone, Debug, Serialize)]
+/// One row of the report (field names are the JSON interface: the first
+/// ten are DESIGN.md's, the rest are extras).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunResult {
     /// Implementation name.
     #[serde(rename = "impl")]
@@ -33,20 +35,72 @@ pub struct RunResult {
     pub p50_ns: u64,
     /// 99th percentile latency of the sampled operations, in ns.
     pub p99_ns: u64,
+    /// Operations completed.
+    pub ops: u64,
+    /// Length of the timed part, in seconds.
+    pub seconds: f64,
+    /// CPU time per operation, in ns.
+    pub cpu_ns_per_op: f64,
+    /// CPU time per page read from storage, in µs (`null` without reads).
+    pub cpu_us_per_read: Option<f64>,
+    /// Anonymous memory the implementation grew by (its pool, buffers,
+    /// maps), in MiB.
+    pub anon_mib: f64,
+    /// The data file's bytes in the kernel's page cache after the run, in
+    /// MiB (the cache of `mmap` and `pread`).
+    pub page_cache_mib: f64,
+    /// Page faults that read from storage (`mmap`'s misses).
+    pub major_faults: u64,
+    /// CPU seconds other processes used on this machine during the run:
+    /// noise (this machine is shared).
+    pub others_cpu_seconds: f64,
+    /// Words written by the run and read back correctly afterwards
+    /// (`mixed`), through the instance and through a reopened one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_words: Option<u64>,
+    /// With `--repeat`: every run's ops/s (the row is the fastest run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops_per_sec_runs: Option<Vec<f64>>,
+    /// How the row was measured, when it is not by the runner (fio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl RunResult {
+    /// Total memory the row's implementation used for pages: its own
+    /// memory plus the data file's page cache.
+    pub fn memory_mib(&self) -> f64 {
+        self.anon_mib.max(0.0) + self.page_cache_mib
+    }
 }
 
 /// The JSON document written by `--json`.
 #[derive(Debug, Serialize)]
-pub struct Report<'a> {
+pub struct Report<'a, M: Serialize = Machine> {
     /// Where the numbers were measured.
-    pub machine: &'a Machine,
+    pub machine: &'a M,
     /// One entry per (implementation, workload, threads).
     pub results: &'a [RunResult],
+    /// The command line (extra).
+    pub command: &'a str,
+    /// The targets, computed from `results` (extra).
+    pub targets: &'a [Target],
 }
 
 /// Writes the JSON report to `path`.
-pub fn write_json(path: &Path, machine: &Machine, results: &[RunResult]) -> Result<()> {
-    let report = Report { machine, results };
+pub fn write_json<M: Serialize>(
+    path: &Path,
+    machine: &M,
+    results: &[RunResult],
+    command: &str,
+    targets: &[Target],
+) -> Result<()> {
+    let report = Report {
+        machine,
+        results,
+        command,
+        targets,
+    };
     let mut text = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
     text.push('\n');
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
@@ -77,12 +131,17 @@ pub fn table(results: &[RunResult]) -> String {
         "threads",
         "ops/s",
         "cpu s",
+        "cpu ns/op",
         "hit ratio",
         "io reads",
+        "io writes",
         "p50 ns",
         "p99 ns",
+        "anon MiB",
+        "cache MiB",
+        "others cpu s",
     ];
-    let rows: Vec<[String; 9]> = results
+    let rows: Vec<[String; 14]> = results
         .iter()
         .map(|r| {
             [
@@ -91,28 +150,39 @@ pub fn table(results: &[RunResult]) -> String {
                 r.threads.to_string(),
                 thousands(r.ops_per_sec),
                 format!("{:.2}", r.cpu_seconds),
+                thousands(r.cpu_ns_per_op),
                 or_dash(r.hit_ratio.map(|h| format!("{h:.4}"))),
                 or_dash(r.io_reads),
+                or_dash(r.io_writes),
                 r.p50_ns.to_string(),
                 r.p99_ns.to_string(),
+                format!("{:.0}", r.anon_mib),
+                format!("{:.0}", r.page_cache_mib),
+                format!("{:.2}", r.others_cpu_seconds),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    align(&header.map(String::from), &rows, 2)
+}
+
+/// Aligns `rows` under `header`: the first `names` columns left-aligned,
+/// the rest (numbers) right-aligned.
+fn align(header: &[String], rows: &[Vec<String>], names: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let mut line = |cells: &[&str]| {
+    let mut line = |cells: &[String]| {
         let mut text = String::new();
-        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, &width)) in cells.iter().zip(&widths).enumerate() {
             if i > 0 {
                 text.push_str("  ");
             }
-            // Names left-aligned, numbers right-aligned.
-            if i < 2 {
+            if i < names {
                 let _ = write!(text, "{cell:<width$}");
             } else {
                 let _ = write!(text, "{cell:>width$}");
@@ -121,11 +191,183 @@ pub fn table(results: &[RunResult]) -> String {
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(&header);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+    line(header);
+    for row in rows {
+        line(row);
     }
     out
+}
+
+/// Side by side: for each workload, one row per implementation and one
+/// column of ops/s per thread count, with the memory it used.
+pub fn summary(results: &[RunResult]) -> String {
+    let mut threads: Vec<usize> = results.iter().map(|r| r.threads).collect();
+    threads.sort_unstable();
+    threads.dedup();
+    let mut out = String::new();
+    for workload in unique(results.iter().map(|r| r.workload.as_str())) {
+        let rows_of: Vec<&RunResult> = results.iter().filter(|r| r.workload == workload).collect();
+        let mut header = vec![workload.to_string()];
+        header.extend(threads.iter().map(|t| format!("{t} thr ops/s")));
+        header.push("max MiB".to_string());
+        let rows: Vec<Vec<String>> = unique(rows_of.iter().map(|r| r.imp.as_str()))
+            .into_iter()
+            .map(|imp| {
+                let mut row = vec![imp.to_string()];
+                let mut memory: f64 = 0.0;
+                for &t in &threads {
+                    let cell = rows_of.iter().find(|r| r.imp == imp && r.threads == t);
+                    row.push(cell.map_or("-".into(), |r| thousands(r.ops_per_sec)));
+                    if let Some(r) = cell {
+                        memory = memory.max(r.memory_mib());
+                    }
+                }
+                row.push(format!("{memory:.0}"));
+                row
+            })
+            .collect();
+        out += &align(&header, &rows, 1);
+        out.push('\n');
+    }
+    out
+}
+
+fn unique<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = Vec::new();
+    for name in names {
+        if !seen.contains(&name) {
+            seen.push(name);
+        }
+    }
+    seen
+}
+
+/// One of the targets, measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    /// What is compared.
+    pub name: String,
+    /// The measured ratio.
+    pub measured: f64,
+    /// The bound it must meet.
+    pub target: f64,
+    /// Whether the ratio must be at least (true) or at most the bound.
+    pub at_least: bool,
+    /// Whether it is met.
+    pub met: bool,
+}
+
+/// The baselines `zipf` and `mixed` must beat.
+const BASELINES: [&str; 4] = ["dashmap-rwlock", "mutex-lru", "mmap", "pread"];
+/// The baselines with a pool of their own, bounded like pagepool's (the
+/// others cache in the kernel, without that bound).
+const EQUAL_MEMORY: [&str; 2] = ["dashmap-rwlock", "mutex-lru"];
+
+/// The targets that `results` hold the rows for.
+pub fn targets(results: &[RunResult]) -> Vec<Target> {
+    let find = |imp: &str, workload: &str, threads: usize| {
+        results
+            .iter()
+            .find(|r| r.imp == imp && r.workload == workload && r.threads == threads)
+    };
+    let ops = |imp: &str, workload: &str, threads: usize| {
+        find(imp, workload, threads).map(|r| r.ops_per_sec)
+    };
+    let mut out = Vec::new();
+    let mut push = |name: String, measured: Option<f64>, target: f64, at_least: bool| {
+        if let Some(measured) = measured.filter(|m| m.is_finite()) {
+            let met = if at_least {
+                measured >= target
+            } else {
+                measured <= target
+            };
+            out.push(Target {
+                name,
+                measured,
+                target,
+                at_least,
+                met,
+            });
+        }
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let pp = |w: &str, t: usize| ops("pagepool", w, t);
+    for (base, bound) in [("raw", 0.5), ("dashmap-rwlock", 2.0), ("mutex-lru", 3.0)] {
+        push(
+            format!("hot-point 2 thr: pagepool / {base}"),
+            ratio(pp("hot-point", 2), ops(base, "hot-point", 2)),
+            bound,
+            true,
+        );
+    }
+    for (imp, bound) in [("pagepool-shared", 0.9), ("pagepool", 0.85)] {
+        push(
+            format!("hot-scan 2 thr: {imp} / raw"),
+            ratio(ops(imp, "hot-scan", 2), ops("raw", "hot-scan", 2)),
+            bound,
+            true,
+        );
+    }
+    for workload in ["hot-point", "zipf"] {
+        push(
+            format!("{workload}: pagepool 16 thr / 2 thr"),
+            ratio(pp(workload, 16), pp(workload, 2)),
+            0.9,
+            true,
+        );
+    }
+    push(
+        "uniform-miss 32 thr: pagepool / fio-psync".into(),
+        ratio(pp("uniform-miss", 32), ops("fio-psync", "uniform-miss", 32)),
+        0.85,
+        true,
+    );
+    let cpu_per_read = |imp: &str| find(imp, "uniform-miss", 32).and_then(|r| r.cpu_us_per_read);
+    push(
+        "uniform-miss 32 thr: CPU per page read, pagepool / fio-psync".into(),
+        ratio(cpu_per_read("pagepool"), cpu_per_read("fio-psync")),
+        1.5,
+        false,
+    );
+    for workload in ["zipf", "mixed"] {
+        for threads in [2, 16] {
+            for (set, what) in [
+                (&BASELINES[..], "best baseline"),
+                (&EQUAL_MEMORY[..], "best equal-memory pool"),
+            ] {
+                let best = set
+                    .iter()
+                    .filter_map(|b| ops(b, workload, threads).map(|o| (o, *b)))
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                if let Some((best_ops, best)) = best {
+                    push(
+                        format!("{workload} {threads} thr: pagepool / {what} ({best})"),
+                        pp(workload, threads).map(|p| p / best_ops),
+                        1.0,
+                        true,
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The targets as a table.
+pub fn targets_table(targets: &[Target]) -> String {
+    let header = ["target", "measured", "bound", "met"].map(String::from);
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                format!("{:.2}", t.measured),
+                format!("{} {}", if t.at_least { ">=" } else { "<=" }, t.target),
+                if t.met { "yes" } else { "NO" }.to_string(),
+            ]
+        })
+        .collect();
+    align(&header, &rows, 1)
 }
 
 #[cfg(test)]
@@ -153,6 +395,7 @@ mod tests {
             io_writes: Some(0),
             p50_ns: 40,
             p99_ns: 900,
+            ..RunResult::default()
         };
         let text = table(&[row]);
         let lines: Vec<_> = text.lines().collect();
@@ -160,5 +403,50 @@ mod tests {
         assert!(lines[0].starts_with("impl"));
         assert!(lines[1].contains("1,234,567"), "{text}");
         assert!(lines[1].contains("1.0000"), "{text}");
+    }
+
+    fn row(imp: &str, workload: &str, threads: usize, ops_per_sec: f64) -> RunResult {
+        RunResult {
+            imp: imp.into(),
+            workload: workload.into(),
+            threads,
+            ops_per_sec,
+            ..RunResult::default()
+        }
+    }
+
+    #[test]
+    fn targets_come_from_the_rows_present() {
+        let results = [
+            row("pagepool", "hot-point", 2, 60.0),
+            row("raw", "hot-point", 2, 100.0),
+            row("mutex-lru", "hot-point", 2, 30.0),
+            row("pagepool", "zipf", 2, 10.0),
+            row("mmap", "zipf", 2, 12.0),
+            row("pread", "zipf", 2, 8.0),
+            row("mutex-lru", "zipf", 2, 9.0),
+        ];
+        let targets = targets(&results);
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "hot-point 2 thr: pagepool / raw",
+                "hot-point 2 thr: pagepool / mutex-lru",
+                "zipf 2 thr: pagepool / best baseline (mmap)",
+                "zipf 2 thr: pagepool / best equal-memory pool (mutex-lru)",
+            ]
+        );
+        assert!(targets[0].met && (targets[0].measured - 0.6).abs() < 1e-9);
+        assert!(!targets[1].met);
+        assert!(!targets[2].met);
+        assert!(targets[3].met);
+        let table = targets_table(&targets);
+        assert!(table.contains("NO") && table.contains(">= 0.5"), "{table}");
+        let summary = summary(&results);
+        assert!(
+            summary.contains("hot-point") && summary.contains("2 thr ops/s"),
+            "{summary}"
+        );
     }
 }

@@ -10,18 +10,30 @@
 //!    waits at the gate. Take counters and `getrusage`, open the gate,
 //!    sleep for the run's length, raise the stop flag, join.
 //!
+//! 4. For `mixed`: every word written in the run is read back through the
+//!    instance and compared with the last value its (only) writer stored;
+//!    then the instance is closed, a fresh one opened on the same file, and
+//!    the words checked again (write-back and flush lost nothing).
+//!
 //! Every value read is checked against what the data file holds at that
 //! page and offset (see `data.rs`); a wrong value fails the run. Every
 //! 64th operation is timed with `Instant` into a per-thread histogram.
+//! Around the timed part the runner reads the process's CPU time, page
+//! faults and storage traffic ([`resources`](super::resources)); after it,
+//! the anonymous memory grown since before the instance was opened and the
+//! bytes of the data file in the kernel's page cache.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data;
 use super::impls::{Counters, ImplKind, Instance, Setup};
-use super::workload::{Op, Rng, Sampler, Workload};
+use super::resources::{self, Snapshot};
+use super::workload::{Lane, Op, Rng, Sampler, Workload};
 use crate::bail;
 use crate::error::{Context, Error, Result};
 
@@ -32,6 +44,8 @@ const WARM_THREADS: u64 = 4;
 /// Highest latency the histograms track (larger ones are clamped).
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
 const SEED: u64 = 0x5EED_0FBA_5EBA_1100;
+/// Runs at least this long show a progress bar (on a terminal).
+const PROGRESS_FROM: Duration = Duration::from_secs(3);
 
 /// One run's parameters.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +64,8 @@ pub struct RunSpec<'a> {
     pub pages: u64,
     /// Cost of one `Instant::now()` pair, subtracted from each sample.
     pub timer_overhead_ns: u64,
+    /// What the progress bar says.
+    pub label: &'a str,
 }
 
 /// What one run measured.
@@ -70,6 +86,16 @@ pub struct RunOutcome {
     pub p99_ns: u64,
     /// Latency samples taken.
     pub samples: u64,
+    /// The process's CPU, fault and storage counts over the timed part.
+    pub os: Snapshot,
+    /// Anonymous memory grown from before the instance opened to the end
+    /// of the timed part (bytes; negative if it shrank).
+    pub rss_delta_bytes: i64,
+    /// Bytes of the data file in the kernel's page cache after the timed
+    /// part.
+    pub cache_bytes: u64,
+    /// Distinct words written and checked afterwards (`mixed`).
+    pub checked_words: Option<u64>,
 }
 
 /// The start gate and stop flag the threads of one run share.
@@ -99,14 +125,22 @@ impl Drop for FailOnUnwind<'_> {
     }
 }
 
+use super::write_log::{WriteLog, Written};
+
 enum Mode<'a> {
     /// Read ranks `next, next + step, ...` below `end`, word 0 of each.
     Warm { next: u64, step: u64, end: u64 },
     /// Random operations between the gate and the stop flag.
     Timed { gate: &'a Gate },
+    /// Read each word back and compare it with the value last written.
+    Check { expected: &'a [Written] },
 }
 
 /// One thread's loop state: what to do, and what it measured.
+///
+/// Contract with the implementations: every [`Op`] a driver hands out
+/// names a page below [`Driver::page_limit`] and, for point reads and
+/// writes, an 8-aligned offset whose word lies inside the page's data area.
 pub struct Driver<'a> {
     mode: Mode<'a>,
     sampler: &'a Sampler,
@@ -115,6 +149,16 @@ pub struct Driver<'a> {
     ops: u64,
     elapsed: Duration,
     histogram: Histogram<u64>,
+    /// The words this thread may write (`mixed`).
+    lane: Lane,
+    /// This thread's number, stamped into the values it writes.
+    thread: u64,
+    /// Writes so far (the next value's sequence number).
+    seq: u64,
+    /// Whether reads may find written values (`mixed`).
+    writes: bool,
+    /// Every write, in order (`mixed`).
+    log: WriteLog,
 }
 
 impl<'a> Driver<'a> {
@@ -134,7 +178,52 @@ impl<'a> Driver<'a> {
             ops: 0,
             elapsed: Duration::ZERO,
             histogram,
+            lane: Lane::whole(),
+            thread: 0,
+            seq: 0,
+            writes: false,
+            log: WriteLog::default(),
         })
+    }
+
+    /// Makes this thread writer `index` of `count` (a workload that writes
+    /// gets one writer per word).
+    fn writer(mut self, index: usize, count: usize, writes: bool) -> Self {
+        self.lane = Lane::new(index, count);
+        self.thread = index as u64;
+        self.writes = writes;
+        self
+    }
+
+    /// Every page an operation of this driver names is below this.
+    pub fn page_limit(&self) -> u64 {
+        self.sampler.pages()
+    }
+
+    /// The next timed operation, a write's value filled in.
+    #[inline]
+    fn next_op(&mut self) -> Op {
+        let mut op = self.sampler.next(&mut self.rng, self.lane);
+        if let Op::Write {
+            page,
+            offset,
+            value,
+        } = &mut op
+        {
+            self.seq += 1;
+            *value = data::written_value(*page, *offset, self.thread, self.seq);
+        }
+        op
+    }
+
+    /// Checks what `op` returned, and logs a write.
+    #[inline]
+    fn finish(&mut self, op: Op, value: u64) -> Result<()> {
+        check(op, value, self.writes)?;
+        if let Op::Write { page, offset, .. } = op {
+            self.log.push((page << 12 | offset as u64, value));
+        }
+        Ok(())
     }
 
     /// Runs the thread's operations through `op`, which performs one and
@@ -151,9 +240,23 @@ impl<'a> Driver<'a> {
                 while rank < end {
                     let page = self.sampler.page_of_rank(rank);
                     let read = Op::Point { page, offset: 0 };
-                    check(read, op(read)?)?;
+                    check(read, op(read)?, self.writes)?;
                     self.ops += 1;
                     rank += step;
+                }
+                Ok(())
+            }
+            Mode::Check { expected } => {
+                for &(key, want) in expected {
+                    let (page, offset) = (key >> 12, (key & 0xFFF) as usize);
+                    let value = op(Op::Point { page, offset })?;
+                    if value != want {
+                        bail!(
+                            "LOST WRITE: the u64 at offset {offset} of page {page} reads \
+                             {value:#018x}, its last write stored {want:#018x}"
+                        );
+                    }
+                    self.ops += 1;
                 }
                 Ok(())
             }
@@ -178,19 +281,18 @@ impl<'a> Driver<'a> {
     where
         F: FnMut(Op) -> Result<u64>,
     {
-        let sampler = self.sampler;
         loop {
-            let timed = sampler.next(&mut self.rng);
+            let timed = self.next_op();
             let before = Instant::now();
             let value = op(timed)?;
             let nanos = before.elapsed().as_nanos() as u64;
-            check(timed, value)?;
+            self.finish(timed, value)?;
             self.histogram
                 .saturating_record(nanos.saturating_sub(self.timer_overhead_ns).max(1));
             for _ in 1..SAMPLE_EVERY {
-                let next = sampler.next(&mut self.rng);
+                let next = self.next_op();
                 let value = op(next)?;
-                check(next, value)?;
+                self.finish(next, value)?;
             }
             self.ops += SAMPLE_EVERY;
             if gate.stop.load(Ordering::Relaxed) {
@@ -200,12 +302,21 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// Fails unless `value` is what the data file holds for `op`.
+/// Fails unless `value` is what the data file holds for `op` (or, where
+/// the workload writes, a value written to that word; or, for a write,
+/// the value written).
 #[inline]
-fn check(op: Op, value: u64) -> Result<()> {
+fn check(op: Op, value: u64, writes: bool) -> Result<()> {
     let expected = match op {
-        Op::Point { page, offset } => data::value_at(page, offset),
+        Op::Point { page, offset } => {
+            let original = data::value_at(page, offset);
+            if value == original || (writes && data::is_written_value(page, offset, value)) {
+                return Ok(());
+            }
+            original
+        }
         Op::Scan { page } => data::page_sum(page),
+        Op::Write { value, .. } => value,
     };
     if value == expected {
         Ok(())
@@ -220,6 +331,9 @@ fn wrong_value(op: Op, value: u64, expected: u64) -> Error {
     let what = match op {
         Op::Point { page, offset } => format!("the u64 at offset {offset} of page {page}"),
         Op::Scan { page } => format!("the sum of page {page}"),
+        Op::Write { page, offset, .. } => {
+            format!("the result of writing the u64 at offset {offset} of page {page}")
+        }
     };
     Error::msg(format!(
         "WRONG VALUE: read {value:#018x} as {what}, the file holds {expected:#018x}"
@@ -239,34 +353,80 @@ pub fn timer_overhead_ns() -> u64 {
     samples[samples.len() / 2]
 }
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Result<Duration> {
-    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable `rusage` for the call's duration.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("getrusage");
-    }
-    let time = |tv: libc::timeval| {
-        Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) as u32) * 1000)
-    };
-    Ok(time(usage.ru_utime) + time(usage.ru_stime))
-}
-
 /// Runs one measurement; see the module docs.
 pub fn run(spec: &RunSpec<'_>) -> Result<RunOutcome> {
     // Start every run from the disk, not the kernel's cache.
     data::drop_cache(spec.setup.path)?;
+    resources::trim_heap();
+    let anon_before = resources::rss_anon_bytes();
     let instance = spec.imp.open(&spec.setup)?;
     let sampler = Sampler::new(spec.workload, spec.pages);
     let outcome = warm_up(&*instance, &sampler, spec)
         .context("warming up")
-        .and_then(|()| measure(&*instance, &sampler, spec));
+        .and_then(|()| measure(&*instance, &sampler, spec, anon_before))
+        .and_then(|(outcome, logs)| {
+            if !spec.workload.writes() {
+                return Ok((outcome, Vec::new()));
+            }
+            let expected = last_writes(logs);
+            check_writes(&*instance, &sampler, &expected).context("reading the writes back")?;
+            Ok((outcome, expected))
+        });
     let closed = instance.close().context("closing");
-    let outcome = outcome?;
+    let (mut outcome, expected) = outcome?;
     closed?;
+    if spec.workload.writes() {
+        let reopened = spec.imp.open(&spec.setup).context("reopening")?;
+        let checked = check_writes(&*reopened, &sampler, &expected)
+            .context("reading the writes back after closing and reopening");
+        let closed = reopened.close().context("closing");
+        checked?;
+        closed?;
+        outcome.checked_words = Some(expected.len() as u64);
+    }
     Ok(outcome)
+}
+
+/// The last value written to each word, from the threads' logs (each word
+/// has a single writer, so its log's order is the word's order).
+fn last_writes(logs: Vec<WriteLog>) -> Vec<Written> {
+    let mut last = HashMap::with_capacity(logs.iter().map(WriteLog::len).sum::<usize>() / 2);
+    for log in logs {
+        for &(key, value) in log.entries() {
+            last.insert(key, value);
+        }
+    }
+    let mut expected: Vec<Written> = last.into_iter().collect();
+    // Page order: a reopened pool then loads each page once.
+    expected.sort_unstable();
+    expected
+}
+
+/// Reads every word of `expected` back through `instance`, from a few
+/// threads, and fails at the first that differs.
+fn check_writes(instance: &dyn Instance, sampler: &Sampler, expected: &[Written]) -> Result<()> {
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let chunk = expected.len().div_ceil(WARM_THREADS as usize);
+    let gate = Gate::default();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = expected
+            .chunks(chunk)
+            .enumerate()
+            .map(|(index, expected)| {
+                let gate = &gate;
+                scope.spawn(move || -> Result<()> {
+                    let _unwind = FailOnUnwind(gate);
+                    let mode = Mode::Check { expected };
+                    let mut driver =
+                        Driver::new(mode, sampler, index as u64, 0)?.writer(0, 1, true);
+                    instance.run_thread(&mut driver)
+                })
+            })
+            .collect();
+        join_all(workers).map(|_| ())
+    })
 }
 
 fn warm_up(instance: &dyn Instance, sampler: &Sampler, spec: &RunSpec<'_>) -> Result<()> {
@@ -284,7 +444,8 @@ fn warm_up(instance: &dyn Instance, sampler: &Sampler, spec: &RunSpec<'_>) -> Re
                         step,
                         end,
                     };
-                    let mut driver = Driver::new(mode, sampler, first, 0)?;
+                    let mut driver =
+                        Driver::new(mode, sampler, first, 0)?.writer(0, 1, spec.workload.writes());
                     instance.run_thread(&mut driver)
                 })
             })
@@ -293,9 +454,28 @@ fn warm_up(instance: &dyn Instance, sampler: &Sampler, spec: &RunSpec<'_>) -> Re
     })
 }
 
-fn measure(instance: &dyn Instance, sampler: &Sampler, spec: &RunSpec<'_>) -> Result<RunOutcome> {
+fn progress_bar(spec: &RunSpec<'_>) -> Option<ProgressBar> {
+    if spec.duration < PROGRESS_FROM {
+        return None;
+    }
+    let bar = ProgressBar::new(spec.duration.as_millis() as u64);
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {elapsed}/{duration}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(spec.label.to_string());
+    Some(bar)
+}
+
+fn measure(
+    instance: &dyn Instance,
+    sampler: &Sampler,
+    spec: &RunSpec<'_>,
+    anon_before: u64,
+) -> Result<(RunOutcome, Vec<WriteLog>)> {
     let gate = Gate::default();
-    let (results, before, cpu_before, cpu_after) = std::thread::scope(|scope| -> Result<_> {
+    let writes = spec.workload.writes();
+    let (results, before, os_before, os_after) = std::thread::scope(|scope| -> Result<_> {
         let workers: Vec<_> = (0..spec.threads)
             .map(|index| {
                 let gate = &gate;
@@ -307,7 +487,8 @@ fn measure(instance: &dyn Instance, sampler: &Sampler, spec: &RunSpec<'_>) -> Re
                         sampler,
                         stream,
                         spec.timer_overhead_ns,
-                    )?;
+                    )?
+                    .writer(index, spec.threads, writes);
                     match instance.run_thread(&mut driver) {
                         Ok(()) => Ok(driver),
                         Err(error) => {
@@ -323,25 +504,39 @@ fn measure(instance: &dyn Instance, sampler: &Sampler, spec: &RunSpec<'_>) -> Re
         {
             std::thread::sleep(Duration::from_micros(200));
         }
+        let bar = progress_bar(spec);
         let before = instance.counters();
-        let cpu_before = cpu_time();
+        let os_before = Snapshot::now();
         gate.go.store(true, Ordering::Release);
-        let deadline = Instant::now() + spec.duration;
+        let started = Instant::now();
+        let deadline = started + spec.duration;
         loop {
             let now = Instant::now();
             if now >= deadline || gate.failed.load(Ordering::SeqCst) {
                 break;
             }
+            if let Some(bar) = &bar {
+                bar.set_position((now - started).as_millis() as u64);
+            }
             std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
         }
         gate.stop.store(true, Ordering::SeqCst);
         let results = join_all(workers);
-        let cpu_after = cpu_time();
-        Ok((results, before, cpu_before, cpu_after))
+        let os_after = Snapshot::now();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok((results, before, os_before, os_after))
     })?;
     let drivers = results?;
     let after = instance.counters();
-    let cpu_seconds = cpu_after?.saturating_sub(cpu_before?).as_secs_f64();
+    let os = os_after?.since(os_before?);
+    // The write logs of `mixed` are the benchmark's memory, not the
+    // implementation's.
+    let log_bytes: usize = drivers.iter().map(|d| d.log.resident_bytes()).sum();
+    let rss_delta_bytes =
+        resources::rss_anon_bytes() as i64 - anon_before as i64 - log_bytes as i64;
+    let cache_bytes = data::cached_bytes(spec.setup.path)?;
 
     let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_NS, 3)
         .map_err(|e| Error::msg(format!("creating a latency histogram: {e}")))?;
@@ -359,15 +554,21 @@ fn measure(instance: &dyn Instance, sampler: &Sampler, spec: &RunSpec<'_>) -> Re
     if ops == 0 {
         bail!("no operation completed in {:?}", spec.duration);
     }
-    Ok(RunOutcome {
+    let outcome = RunOutcome {
         ops,
         ops_per_sec,
-        cpu_seconds,
+        cpu_seconds: os.cpu.as_secs_f64(),
         counters: after.zip(before).map(|(after, before)| after.since(before)),
         p50_ns: histogram.value_at_quantile(0.50),
         p99_ns: histogram.value_at_quantile(0.99),
         samples: histogram.len(),
-    })
+        os,
+        rss_delta_bytes,
+        cache_bytes,
+        checked_words: None,
+    };
+    let logs = drivers.into_iter().map(|driver| driver.log).collect();
+    Ok((outcome, logs))
 }
 
 /// Joins every worker, returning their results or the first error (a
@@ -408,14 +609,161 @@ mod tests {
             page: 3,
             offset: 16,
         };
-        assert!(check(point, data::value_at(3, 16)).is_ok());
-        let err = check(point, data::value_at(4, 16)).unwrap_err().to_string();
+        assert!(check(point, data::value_at(3, 16), false).is_ok());
+        let err = check(point, data::value_at(4, 16), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("WRONG VALUE") && err.contains("page 3"),
             "{err}"
         );
         let scan = Op::Scan { page: 9 };
-        assert!(check(scan, data::page_sum(9)).is_ok());
-        assert!(check(scan, data::page_sum(9) + 1).is_err());
+        assert!(check(scan, data::page_sum(9), false).is_ok());
+        assert!(check(scan, data::page_sum(9) + 1, false).is_err());
+        // A written value is accepted only where the workload writes, and
+        // only at the word it was written to.
+        let written = data::written_value(3, 16, 1, 5);
+        assert!(check(point, written, true).is_ok());
+        assert!(check(point, written, false).is_err());
+        assert!(check(
+            Op::Point {
+                page: 3,
+                offset: 24
+            },
+            written,
+            true
+        )
+        .is_err());
+    }
+
+    /// Words in a map; optionally forgets writes to one page.
+    struct Fake {
+        words: std::sync::Mutex<HashMap<u64, u64>>,
+        forget_page: Option<u64>,
+    }
+
+    impl Instance for Fake {
+        fn run_thread(&self, driver: &mut Driver<'_>) -> Result<()> {
+            driver.drive(|op| match op {
+                Op::Point { page, offset } => Ok(*self
+                    .words
+                    .lock()
+                    .unwrap()
+                    .get(&(page << 12 | offset as u64))
+                    .unwrap_or(&data::value_at(page, offset))),
+                Op::Scan { page } => Ok(data::page_sum(page)),
+                Op::Write {
+                    page,
+                    offset,
+                    value,
+                } => {
+                    if self.forget_page != Some(page) {
+                        self.words
+                            .lock()
+                            .unwrap()
+                            .insert(page << 12 | offset as u64, value);
+                    }
+                    Ok(value)
+                }
+            })
+        }
+        fn counters(&self) -> Option<Counters> {
+            None
+        }
+        fn close(self: Box<Self>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lost_write_fails_the_check() {
+        let sampler = Sampler::new(Workload::Mixed, 64);
+        let expected: Vec<Written> = (0..64u64)
+            .map(|page| (page << 12 | 8, data::written_value(page, 8, 0, page + 1)))
+            .collect();
+        let fill = |fake: &Fake| {
+            let mut words = fake.words.lock().unwrap();
+            for &(key, value) in &expected {
+                words.insert(key, value);
+            }
+        };
+        let good = Fake {
+            words: Default::default(),
+            forget_page: None,
+        };
+        fill(&good);
+        check_writes(&good, &sampler, &expected).unwrap();
+        let lossy = Fake {
+            words: Default::default(),
+            forget_page: None,
+        };
+        fill(&lossy);
+        lossy.words.lock().unwrap().remove(&(17 << 12 | 8));
+        let err = check_writes(&lossy, &sampler, &expected)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LOST WRITE") && err.contains("page 17"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn timed_writes_are_logged_and_checked() {
+        let sampler = Sampler::new(Workload::Mixed, 32);
+        let gate = Gate::default();
+        gate.go.store(true, Ordering::SeqCst);
+        let fake = Fake {
+            words: Default::default(),
+            forget_page: None,
+        };
+        let logs: Vec<WriteLog> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..3)
+                .map(|index| {
+                    let (gate, sampler, fake) = (&gate, &sampler, &fake);
+                    scope.spawn(move || {
+                        let mut driver = Driver::new(Mode::Timed { gate }, sampler, index, 0)
+                            .unwrap()
+                            .writer(index as usize, 3, true);
+                        fake.run_thread(&mut driver).unwrap();
+                        driver.log
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+            gate.stop.store(true, Ordering::SeqCst);
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(logs.iter().all(|log| log.len() > 0));
+        let expected = last_writes(logs);
+        check_writes(&fake, &sampler, &expected).unwrap();
+        let forgetful = Fake {
+            words: Default::default(),
+            forget_page: Some(expected[0].0 >> 12),
+        };
+        for &(key, value) in &expected {
+            forgetful.words.lock().unwrap().insert(key, value);
+        }
+        forgetful.words.lock().unwrap().remove(&expected[0].0);
+        assert!(check_writes(&forgetful, &sampler, &expected).is_err());
+    }
+
+    #[test]
+    fn the_last_write_of_each_word_wins() {
+        let log = |entries: &[Written]| {
+            let mut log = WriteLog::default();
+            for &entry in entries {
+                log.push(entry);
+            }
+            log
+        };
+        let logs = vec![
+            log(&[(1 << 12 | 8, 10), (2 << 12, 20), (1 << 12 | 8, 11)]),
+            log(&[(1 << 12 | 16, 30)]),
+        ];
+        assert_eq!(
+            last_writes(logs),
+            vec![(1 << 12 | 8, 11), (1 << 12 | 16, 30), (2 << 12, 20)]
+        );
     }
 }

@@ -3,6 +3,12 @@
 //! Page choice runs on every operation, so it is cheap: a per-thread
 //! wyrand generator, Lemire's multiply-shift for uniform ranges, and the
 //! YCSB (Gray et al.) closed-form Zipf generator, one `powf` per sample.
+//! Every implementation runs this same code to choose its pages.
+//!
+//! `mixed` writes as well as reads. So that the final state of every
+//! written word is known exactly, each word has one writer: thread `t` of
+//! `n` writes only the words whose index is `t mod n` (a [`Lane`]). Reads
+//! and page choice are not restricted.
 
 use clap::ValueEnum;
 use pagepool::PAGE_DATA_SIZE;
@@ -19,6 +25,10 @@ pub enum Workload {
     Zipf,
     /// Uniform over a file 8× the pool; one u64 per operation.
     UniformMiss,
+    /// Zipf (θ = 0.99) over a file 2× the pool: 90 % reads of one u64,
+    /// 10 % writes of one u64 (dirty pages are evicted and written back);
+    /// every written value is read back and checked after the run.
+    Mixed,
 }
 
 impl Workload {
@@ -29,7 +39,18 @@ impl Workload {
             Workload::HotScan => "hot-scan",
             Workload::Zipf => "zipf",
             Workload::UniformMiss => "uniform-miss",
+            Workload::Mixed => "mixed",
         }
+    }
+
+    /// Whether every page it touches is resident (loaded before the clock).
+    pub fn is_hot(self) -> bool {
+        matches!(self, Workload::HotPoint | Workload::HotScan)
+    }
+
+    /// Whether it writes (and so runs on its own copy of the data file).
+    pub fn writes(self) -> bool {
+        self == Workload::Mixed
     }
 
     /// Pages this workload touches, for a pool of `pool_frames` frames;
@@ -40,12 +61,16 @@ impl Workload {
             Workload::HotPoint | Workload::HotScan => pool_frames,
             Workload::Zipf => file_pages.unwrap_or(4 * pool_frames),
             Workload::UniformMiss => file_pages.unwrap_or(8 * pool_frames),
+            Workload::Mixed => file_pages.unwrap_or(2 * pool_frames),
         }
     }
 }
 
-/// Zipf skew used by the `zipf` workload.
+/// Zipf skew used by the `zipf` and `mixed` workloads.
 pub const ZIPF_THETA: f64 = 0.99;
+
+/// Share of `mixed` operations that write, in percent.
+pub const MIXED_WRITE_PERCENT: u64 = 10;
 
 /// Words of caller data in a page.
 pub const PAGE_WORDS: u64 = (PAGE_DATA_SIZE / 8) as u64;
@@ -65,6 +90,43 @@ pub enum Op {
         /// Page number in the data file.
         page: u64,
     },
+    /// Store `value` as the little-endian u64 at `offset` (8-aligned) of
+    /// page `page`; the operation returns `value`.
+    Write {
+        /// Page number in the data file.
+        page: u64,
+        /// Byte offset in the page's data area.
+        offset: usize,
+        /// The value (filled in by the driver; see `data::written_value`).
+        value: u64,
+    },
+}
+
+/// The words of a page one thread may write in `mixed`: word indexes
+/// `index, index + count, index + 2·count, ...` below [`PAGE_WORDS`].
+#[derive(Clone, Copy, Debug)]
+pub struct Lane {
+    index: u64,
+    count: u64,
+    words: u64,
+}
+
+impl Lane {
+    /// Thread `index` of `count` (`index < count`).
+    pub fn new(index: usize, count: usize) -> Lane {
+        let (index, count) = (index as u64, count.max(1) as u64);
+        let words = PAGE_WORDS.saturating_sub(index).div_ceil(count);
+        Lane {
+            index,
+            count,
+            words,
+        }
+    }
+
+    /// A lane that owns every word (one writer).
+    pub fn whole() -> Lane {
+        Lane::new(0, 1)
+    }
 }
 
 /// wyrand: one multiply per number, good enough for choosing pages.
@@ -193,6 +255,8 @@ pub struct Sampler {
     pages: u64,
     dist: Dist,
     scan: bool,
+    /// A draw below this writes (0: never).
+    write_below: u64,
 }
 
 impl Sampler {
@@ -200,13 +264,21 @@ impl Sampler {
     pub fn new(workload: Workload, pages: u64) -> Sampler {
         let pages = pages.max(1);
         let dist = match workload {
-            Workload::Zipf => Dist::Zipf(Zipf::new(pages, ZIPF_THETA), Scatter::new(pages)),
+            Workload::Zipf | Workload::Mixed => {
+                Dist::Zipf(Zipf::new(pages, ZIPF_THETA), Scatter::new(pages))
+            }
             _ => Dist::Uniform,
+        };
+        let write_below = if workload.writes() {
+            (u64::MAX / 100) * MIXED_WRITE_PERCENT
+        } else {
+            0
         };
         Sampler {
             pages,
             dist,
             scan: workload == Workload::HotScan,
+            write_below,
         }
     }
 
@@ -224,15 +296,23 @@ impl Sampler {
         }
     }
 
-    /// The next operation.
+    /// The next operation of the thread writing `lane`. A write's value
+    /// is left 0 for the driver to fill in.
     #[inline]
-    pub fn next(&self, rng: &mut Rng) -> Op {
+    pub fn next(&self, rng: &mut Rng, lane: Lane) -> Op {
         let page = match &self.dist {
             Dist::Uniform => rng.below(self.pages),
             Dist::Zipf(zipf, scatter) => scatter.page(zipf.sample(rng)),
         };
         if self.scan {
             Op::Scan { page }
+        } else if self.write_below != 0 && rng.next_u64() < self.write_below && lane.words != 0 {
+            let word = lane.index + lane.count * rng.below(lane.words);
+            Op::Write {
+                page,
+                offset: (word * 8) as usize,
+                value: 0,
+            }
         } else {
             Op::Point {
                 page,
@@ -251,12 +331,44 @@ mod tests {
         let mut rng = Rng::new(1, 2);
         let sampler = Sampler::new(Workload::HotPoint, 10);
         for _ in 0..10_000 {
-            match sampler.next(&mut rng) {
+            match sampler.next(&mut rng, Lane::whole()) {
                 Op::Point { page, offset } => {
                     assert!(page < 10);
                     assert!(offset % 8 == 0 && offset + 8 <= PAGE_DATA_SIZE);
                 }
                 op => panic!("unexpected {op:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_writes_a_tenth_and_only_its_lane() {
+        let sampler = Sampler::new(Workload::Mixed, 1000);
+        for (index, count) in [(0, 1), (1, 2), (3, 16), (509, 510), (20, 600), (600, 700)] {
+            let lane = Lane::new(index, count);
+            let mut rng = Rng::new(3, index as u64);
+            let (mut writes, mut reads) = (0u32, 0u32);
+            for _ in 0..20_000 {
+                match sampler.next(&mut rng, lane) {
+                    Op::Write {
+                        page,
+                        offset,
+                        value,
+                    } => {
+                        assert!(page < 1000 && value == 0);
+                        assert!(offset % 8 == 0 && offset + 8 <= PAGE_DATA_SIZE);
+                        assert_eq!((offset / 8) % count, index, "lane {index}/{count}");
+                        writes += 1;
+                    }
+                    Op::Point { .. } => reads += 1,
+                    op => panic!("unexpected {op:?}"),
+                }
+            }
+            if index >= PAGE_WORDS as usize {
+                assert_eq!(writes, 0, "a lane with no words never writes");
+            } else {
+                let share = f64::from(writes) / f64::from(writes + reads);
+                assert!((0.08..0.12).contains(&share), "write share {share}");
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use pagepool::{BufferPool, FileId, PageId};
 
-use super::{open_pool, pool_counters, Counters, Instance, Setup};
+use super::{open_pool, pool_counters, pool_write, Counters, Instance, Setup};
 use crate::bench::runner::Driver;
 use crate::bench::workload::Op;
 use crate::error::Result;
@@ -34,6 +34,11 @@ impl Instance for Optimistic {
             Op::Scan { page } => {
                 Ok(pool.optimistic(PageId::new(file, page), |view| view.sum_u64())?)
             }
+            Op::Write {
+                page,
+                offset,
+                value,
+            } => pool_write(pool, PageId::new(file, page), offset, value),
         })
     }
 

@@ -3,7 +3,7 @@
 
 use pagepool::{BufferPool, FileId, PageId};
 
-use super::{load_u64, open_pool, pool_counters, sum_words, Counters, Instance, Setup};
+use super::{load_u64, open_pool, pool_counters, pool_write, sum_words, Counters, Instance, Setup};
 use crate::bench::runner::Driver;
 use crate::bench::workload::Op;
 use crate::error::Result;
@@ -30,6 +30,11 @@ impl Instance for Shared {
         driver.drive(|op| match op {
             Op::Point { page, offset } => load_u64(&pool.read(PageId::new(file, page))?, offset),
             Op::Scan { page } => Ok(sum_words(&pool.read(PageId::new(file, page))?)),
+            Op::Write {
+                page,
+                offset,
+                value,
+            } => pool_write(pool, PageId::new(file, page), offset, value),
         })
     }
 
