@@ -130,7 +130,7 @@ impl EpochDomain {
 impl ThreadSlot {
     /// Pins for one operation: nested (no fence) inside a session pin,
     /// which is refreshed every [`REPIN_EVERY_OPS`] operations.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pin(&self) -> Guard {
         let ops = self.ops_since_repin.get() + 1;
         if ops >= REPIN_EVERY_OPS {
