@@ -229,10 +229,9 @@ impl Deref for PageMut<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: this guard holds the exclusive latch, so no other thread
-        // stores to the frame; this guard's own stores need `&mut self`,
-        // which the borrow of the returned slice rules out (DESIGN.md
-        // rules 2–3: racing optimistic loads are reads).
+        // Our own stores need `&mut self`, which the borrow of the returned
+        // slice rules out; racing optimistic loads are reads (rules 2–3).
+        // SAFETY: exclusive latch held: no other thread stores to the frame.
         let bytes = unsafe { self.pool.frames().bytes(self.frame_id) };
         &bytes[..PAGE_DATA_SIZE]
     }

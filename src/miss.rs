@@ -113,10 +113,9 @@ impl BufferPool {
         slot.stats.bump(Counter::Misses);
         let read = {
             let _suspended = slot.suspend();
-            // SAFETY: we hold the frame exclusively and it is unreachable to
-            // optimistic readers: it came off the free stack after its epoch
-            // grace period, and any reader that finds it through the table
-            // sees `EXCL` and reads no data (Frames::fill_bytes's contract).
+            // The frame came off the free stack after its epoch grace period,
+            // and a reader that finds it through the table sees `EXCL` first.
+            // SAFETY: held exclusively and unreachable (`fill_bytes` contract).
             unsafe {
                 self.frames.fill_bytes(frame_id, |bytes| {
                     // An evicted page not yet synced loads from its retained
