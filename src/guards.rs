@@ -278,66 +278,42 @@ impl Drop for ThreadPin<'_> {
     }
 }
 
-/// Typed, zero-copy reads under the shared latch (see [`crate::typed`]).
-#[cfg(not(any(loom, feature = "shuttle")))]
-impl PageRef<'_> {
-    /// A `&T` at `offset` of the data area, in the frame (no copy),
-    /// borrowed from this guard. Errors if the value does not fit the data
-    /// area or `offset` is not a multiple of `T`'s alignment.
-    ///
-    /// ```
-    /// # use pagepool::*;
-    /// # fn demo(pool: &BufferPool, page_id: PageId) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    /// let page = pool.read(page_id)?;
-    /// let counter: &u64 = page.get(8)?;
-    /// # let _ = counter; Ok(()) }
-    /// ```
-    pub fn get<T>(&self, offset: usize) -> Result<&T, crate::typed::TypedError>
-    where
-        T: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable,
-    {
-        crate::typed::ref_at(self, offset)
-    }
+/// Typed, zero-copy reads under a latch (see [`crate::typed`]): the same
+/// two accessors for both guards, over their `&[u8]` data area.
+macro_rules! typed_reads {
+    ($guard:ident, $latch:literal) => {
+        #[cfg(not(any(loom, feature = "shuttle")))]
+        impl $guard<'_> {
+            #[doc = concat!("A `&T` at `offset` of the data area, in the frame (no copy), borrowed from this guard (", $latch, " latch). Errors if the value does not fit the data area or `offset` is not a multiple of `T`'s alignment.")]
+            pub fn get<T>(&self, offset: usize) -> Result<&T, crate::typed::TypedError>
+            where
+                T: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable,
+            {
+                crate::typed::ref_at(self, offset)
+            }
 
-    /// A `&[T]` of `count` elements at `offset` of the data area, in the
-    /// frame (no copy), borrowed from this guard. Errors as [`Self::get`].
-    pub fn get_slice<T>(
-        &self,
-        offset: usize,
-        count: usize,
-    ) -> Result<&[T], crate::typed::TypedError>
-    where
-        T: zerocopy::FromBytes + zerocopy::Immutable,
-    {
-        crate::typed::slice_at(self, offset, count)
-    }
+            /// A `&[T]` of `count` elements at `offset` of the data area, in
+            /// the frame (no copy), borrowed from this guard. Errors as
+            /// [`Self::get`].
+            pub fn get_slice<T>(
+                &self,
+                offset: usize,
+                count: usize,
+            ) -> Result<&[T], crate::typed::TypedError>
+            where
+                T: zerocopy::FromBytes + zerocopy::Immutable,
+            {
+                crate::typed::slice_at(self, offset, count)
+            }
+        }
+    };
 }
 
-/// Typed, zero-copy reads under the exclusive latch (see [`crate::typed`]).
-#[cfg(not(any(loom, feature = "shuttle")))]
-impl PageMut<'_> {
-    /// A `&T` at `offset` of the data area, in the frame (no copy). While
-    /// it lives the guard cannot store (stores take `&mut self`).
-    pub fn get<T>(&self, offset: usize) -> Result<&T, crate::typed::TypedError>
-    where
-        T: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable,
-    {
-        crate::typed::ref_at(self, offset)
-    }
-
-    /// A `&[T]` of `count` elements at `offset` of the data area, in the
-    /// frame (no copy). Errors as [`Self::get`].
-    pub fn get_slice<T>(
-        &self,
-        offset: usize,
-        count: usize,
-    ) -> Result<&[T], crate::typed::TypedError>
-    where
-        T: zerocopy::FromBytes + zerocopy::Immutable,
-    {
-        crate::typed::slice_at(self, offset, count)
-    }
-}
+typed_reads!(PageRef, "shared");
+typed_reads!(
+    PageMut,
+    "exclusive; while the reference lives the guard cannot store, since stores take `&mut self`"
+);
 
 /// Typed stores under the exclusive latch (see [`crate::typed`]).
 impl PageMut<'_> {

@@ -17,6 +17,8 @@
 //! Reproduce a failure with the printed seed: `PAGEPOOL_SEED=<seed> cargo
 //! test --test crash`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -248,16 +250,7 @@ fn distinct(data: &[u8]) -> Vec<u64> {
 #[test]
 fn crash_kill_reopen_verify() {
     let started = Instant::now();
-    let seed = std::env::var("PAGEPOOL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash test seed {seed} (rerun with PAGEPOOL_SEED={seed})");
+    let seed = common::seed("crash test");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("crash-{seed}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

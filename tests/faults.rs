@@ -13,6 +13,8 @@
 //! - under random faults on many threads no latch stays held, no frame
 //!   leaks, no acknowledged write is lost and the counters add up.
 
+mod common;
+
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -645,38 +647,6 @@ fn close_hands_the_pool_back_on_a_fault_and_succeeds_once_it_clears() {
     assert_eq!(reopened_read(&memory, 1).unwrap(), pattern(1, 4));
 }
 
-/// A small xorshift generator for the workload (reproducible per thread).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("PAGEPOOL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (rerun with PAGEPOOL_SEED={seed})");
-    seed
-}
-
 /// Errors the workload accepts while faults are armed.
 fn injected(error: &Error) -> bool {
     matches!(
@@ -690,7 +660,7 @@ fn random_faults_on_many_threads_leak_no_latch_no_frame_and_lose_no_write() {
     const PAGES: u64 = 12;
     const THREADS: u64 = 4;
     const OPS: u64 = 1_500;
-    let seed = seed();
+    let seed = common::seed("faults");
     let memory = SharedMemory::default();
     let (pool, file, faults) = faulty_pool(&memory, 3);
     for page_no in 0..PAGES {
@@ -732,7 +702,7 @@ fn random_faults_on_many_threads_leak_no_latch_no_frame_and_lose_no_write() {
         for t in 0..THREADS {
             let (pool, model, errors) = (&pool, &model, &errors);
             s.spawn(move || {
-                let mut rng = Rng::new(seed ^ ((t + 1) * 0x1234_5678));
+                let mut rng = common::Rng::new(seed ^ ((t + 1) * 0x1234_5678));
                 for _ in 0..OPS {
                     let page_no = rng.below(PAGES);
                     let page_id = PageId::new(file, page_no);

@@ -5,7 +5,11 @@
 //! it sees for a page never goes backwards (no lost write-back), and at the
 //! end every page's sequence number equals the number of writes made to it.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::Rng;
 use std::time::{Duration, Instant};
 
 use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig, PAGE_DATA_SIZE};
@@ -43,19 +47,6 @@ fn words_of(bytes: &[u8]) -> Vec<u64> {
         .collect()
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 struct Shared {
     pool: BufferPool,
     file: FileId,
@@ -80,7 +71,7 @@ fn write_page(shared: &Shared, page_id: PageId) {
 }
 
 fn worker(shared: &Shared, seed: u64, max_ops: u64, use_pin: bool) -> u64 {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut last_seen = vec![0u64; MAX_PAGES];
     let _pin = use_pin.then(|| shared.pool.pin_thread());
     let mut ops = 0;

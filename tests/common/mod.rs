@@ -88,3 +88,39 @@ impl Storage for Shared {
 fn libc_eio() -> i32 {
     5
 }
+
+/// A small xorshift generator for test workloads (reproducible per seed).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The seed of a randomized test: `PAGEPOOL_SEED` if set, else the clock;
+/// printed so that a failure can be rerun.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("PAGEPOOL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{test} seed {seed} (rerun with PAGEPOOL_SEED={seed})");
+    seed
+}
