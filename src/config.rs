@@ -12,7 +12,8 @@ use crate::io::IoMode;
 /// An error keeps the page dirty and unwritten.
 pub type WalHook = Arc<dyn Fn(u64) -> io::Result<()> + Send + Sync>;
 
-/// The most frames a pool may have (16 TiB of 4 KiB frames).
+/// The most frames a pool may have (16 TiB of 4 KiB frames; a frame id
+/// fits in 32 bits).
 pub const MAX_FRAMES: usize = 1 << 32;
 
 /// How to open a [`BufferPool`](crate::BufferPool).

@@ -167,7 +167,11 @@ impl PageLatch {
     pub(crate) fn optimistic_validate(&self, begin_state: u64) -> bool {
         fence(Ordering::Acquire);
         let state = self.state.load(Ordering::Relaxed);
-        state & (EXCL | FREE) == 0 && version(state) == version(begin_state)
+        // `begin_state` had neither EXCL nor FREE (`optimistic_begin`), so
+        // one masked comparison checks both "still unlatched" and "same
+        // version".
+        debug_assert!(begin_state & (EXCL | FREE) == 0);
+        (state ^ begin_state) & (EXCL | FREE | VERSION_MASK) == 0
     }
 
     /// Clears the clock mark if `seen_state` has it; writes nothing

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
 use crate::guards::{PageMut, PageRef, ThreadPin};
 use crate::io::{DirectFile, Storage};
-use crate::latch::{blocks_reader, blocks_writer, Blocked, WaitQueues};
+use crate::latch::{blocks_reader, blocks_writer, Blocked, WaitQueues, FREE};
 use crate::miss::{FreeFrames, Load};
 use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Stats};
@@ -204,7 +204,7 @@ impl BufferPool {
     /// # Ok(sum) }
     /// ```
     pub fn pin_thread(&self) -> ThreadPin<'_> {
-        ThreadPin::new(self.epoch.slot())
+        ThreadPin::new(self, self.epoch.slot())
     }
 
     /// Takes a shared latch on `page_id`, loading it on a miss.
@@ -213,7 +213,7 @@ impl BufferPool {
         self.read_with(page_id, &slot)
     }
 
-    fn read_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageRef<'_>> {
+    pub(crate) fn read_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageRef<'_>> {
         loop {
             let Some(frame_id) = self.lookup(page_id, slot) else {
                 if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
@@ -241,9 +241,13 @@ impl BufferPool {
     /// Takes the exclusive latch on `page_id`, loading it on a miss.
     pub fn write(&self, page_id: PageId) -> Result<PageMut<'_>> {
         let slot = self.epoch.slot();
+        self.write_with(page_id, &slot)
+    }
+
+    pub(crate) fn write_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageMut<'_>> {
         loop {
-            let Some(frame_id) = self.lookup(page_id, &slot) else {
-                if let Load::Loaded(frame_id) = self.load(page_id, &slot)? {
+            let Some(frame_id) = self.lookup(page_id, slot) else {
+                if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
                     return Ok(PageMut::new(self, frame_id, page_id, false));
                 }
                 continue;
@@ -256,7 +260,7 @@ impl BufferPool {
                 }
                 Ok(()) => self.release_exclusive(frame_id, false),
                 Err(Blocked::Exclusive | Blocked::Shared) => {
-                    self.wait(&slot, frame_id, blocks_writer)
+                    self.wait(slot, frame_id, blocks_writer)
                 }
                 Err(Blocked::Free | Blocked::Overflow) => {}
             }
@@ -274,15 +278,93 @@ impl BufferPool {
     pub fn optimistic<R>(
         &self,
         page_id: PageId,
-        mut read: impl FnMut(OptimisticView<'_>) -> R,
+        read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
         let slot = self.epoch.slot();
+        self.optimistic_with(page_id, &slot, read)
+    }
+
+    /// `optimistic` with this thread's slot in hand. The first attempt is
+    /// inlined; anything but a validated hit goes to `optimistic_retry`.
+    #[inline]
+    pub(crate) fn optimistic_with<R>(
+        &self,
+        page_id: PageId,
+        slot: &ThreadSlot,
+        mut read: impl FnMut(OptimisticView<'_>) -> R,
+    ) -> Result<R> {
+        let guard = slot.pin();
+        let first = self.table.lookup(page_id, &guard);
+        if let Some(frame_id) = first {
+            if let Some(result) = self.try_optimistic(page_id, frame_id, slot, &mut read) {
+                return Ok(result);
+            }
+        }
+        drop(guard);
+        self.optimistic_retry(page_id, slot, first, read)
+    }
+
+    /// One optimistic read of `frame_id`, which the table gave as the frame
+    /// of `page_id`: `None` unless it validates. The caller is pinned, so
+    /// the frame cannot be recycled between the state check and
+    /// validation; the table's answer is only a hint, so the frame's page
+    /// id is validated with its version.
+    #[inline(always)]
+    fn try_optimistic<R>(
+        &self,
+        page_id: PageId,
+        frame_id: FrameId,
+        slot: &ThreadSlot,
+        read: &mut impl FnMut(OptimisticView<'_>) -> R,
+    ) -> Option<R> {
+        let meta = self.frames.meta(frame_id);
+        let begin = meta.latch.optimistic_begin().ok()?;
+        let held = meta.page_id_raw();
+        let words = self.frames.words(frame_id);
+        let result = meta.access.read(|| read(OptimisticView::new(words)));
+        // `page_id.raw()` is never NONE_RAW, so a free frame cannot match.
+        if meta.latch.optimistic_validate(begin) && held == page_id.raw() {
+            meta.latch.clear_mark(begin);
+            slot.stats.bump(Counter::Hits);
+            Some(result)
+        } else {
+            None
+        }
+    }
+
+    /// The rest of `optimistic` after a first attempt on `failed` that did
+    /// not validate (`None`: the table had no frame): waits for a writer,
+    /// retries, loads on a miss, and falls back to the shared latch after
+    /// `optimistic_retries` failed validations.
+    #[inline(never)]
+    fn optimistic_retry<R>(
+        &self,
+        page_id: PageId,
+        slot: &ThreadSlot,
+        mut failed: Option<FrameId>,
+        mut read: impl FnMut(OptimisticView<'_>) -> R,
+    ) -> Result<R> {
         let mut failures = 0;
         loop {
+            if let Some(frame_id) = failed.take() {
+                let state = self.frames.meta(frame_id).latch.load();
+                if blocks_reader(state) {
+                    self.wait(slot, frame_id, blocks_reader);
+                } else if state & FREE == 0 {
+                    // Begun and not validated (or another page's frame).
+                    slot.stats.bump(Counter::OptimisticRetries);
+                    failures += 1;
+                    if failures > self.config.optimistic_retries {
+                        slot.stats.bump(Counter::OptimisticFallbacks);
+                        let page = self.read_with(page_id, slot)?;
+                        return Ok(read(page.view()));
+                    }
+                }
+            }
             let guard = slot.pin();
             let Some(frame_id) = self.table.lookup(page_id, &guard) else {
                 drop(guard);
-                if let Load::Loaded(frame_id) = self.load(page_id, &slot)? {
+                if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
                     if self.frames.meta(frame_id).latch.downgrade_clean() {
                         self.queues.wake(frame_id);
                     }
@@ -291,32 +373,10 @@ impl BufferPool {
                 }
                 continue;
             };
-            let meta = self.frames.meta(frame_id);
-            match meta.latch.optimistic_begin() {
-                Ok(begin) => {
-                    let held = meta.page_id();
-                    let words = self.frames.words(frame_id);
-                    let result = meta.access.read(|| read(OptimisticView::new(words)));
-                    if meta.latch.optimistic_validate(begin) && held == Some(page_id) {
-                        meta.latch.clear_mark(begin);
-                        slot.stats.bump(Counter::Hits);
-                        return Ok(result);
-                    }
-                    slot.stats.bump(Counter::OptimisticRetries);
-                    failures += 1;
-                    if failures > self.config.optimistic_retries {
-                        drop(guard);
-                        slot.stats.bump(Counter::OptimisticFallbacks);
-                        let page = self.read_with(page_id, &slot)?;
-                        return Ok(read(page.view()));
-                    }
-                }
-                Err(Blocked::Exclusive) => {
-                    drop(guard);
-                    self.wait(&slot, frame_id, blocks_reader);
-                }
-                Err(_) => {}
+            if let Some(result) = self.try_optimistic(page_id, frame_id, slot, &mut read) {
+                return Ok(result);
             }
+            failed = Some(frame_id);
         }
     }
 

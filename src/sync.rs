@@ -25,14 +25,14 @@ compile_error!("choose one model checker: `--cfg loom` or `--features shuttle`, 
 
 #[cfg(not(any(loom, feature = "shuttle")))]
 mod imp {
-    pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
     pub(crate) use std::thread_local;
 }
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard, RwLock};
     pub(crate) use loom::thread::yield_now;
     pub(crate) use loom::thread_local;
@@ -40,7 +40,7 @@ mod imp {
 
 #[cfg(feature = "shuttle")]
 mod imp {
-    pub(crate) use shuttle::sync::atomic::{fence, AtomicU64, AtomicUsize};
+    pub(crate) use shuttle::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
     pub(crate) use shuttle::sync::{Condvar, Mutex, MutexGuard, RwLock};
     pub(crate) use shuttle::thread::yield_now;
     pub(crate) use shuttle::thread_local;

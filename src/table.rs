@@ -1,34 +1,72 @@
 //! The page table: page id → frame id, looked up without locks.
 //!
-//! A fixed array of buckets (a power of two, at least twice the frame
-//! count, allocated at open; the table never resizes because it never holds
-//! more entries than there are frames). Each bucket is a singly linked list
-//! of immutable entries.
+//! A fixed array of buckets, about one per two frames, allocated at open;
+//! the table never resizes because it never holds more entries than there
+//! are frames. A bucket is one cache line holding up to [`SLOTS`] mappings
+//! inline; the rare bucket that holds more keeps the rest in an overflow
+//! list of immutable, epoch-reclaimed entries, kept beside the buckets so
+//! that the array a hit touches stays small (32 bytes per frame) and stays
+//! in cache. A hit is one cache line here, after which the frame's state
+//! word and its data are fetched in parallel.
+//!
+//! ```text
+//! Bucket (64 bytes, std build):
+//!   pages[SLOTS]     AtomicU64  raw page id, or NONE_RAW when vacant
+//!   frames[SLOTS]    AtomicU32  frame of the page in the same slot
+//!   overflow_len     AtomicU32  entries in this bucket's overflow list
+//! Beside the buckets, one each per bucket:
+//!   overflow         Atomic<Entry>  singly linked, immutable entries
+//!   writer           Mutex<()>      serialises writers; readers never take it
+//! ```
 //!
 //! # Protocol
 //!
-//! - **Lookup** (no lock): with an epoch guard pinned, walk the bucket's
-//!   list with `Acquire` loads and return the frame of the entry whose page
-//!   id matches. The answer is a hint: the caller validates it against the
-//!   frame's own page id and state word (the frame may be mid-eviction).
-//! - **Insert / remove** take the bucket's mutex (never held across I/O).
-//!   Insert pushes a fully initialised entry at the head with a `Release`
-//!   store. Remove unlinks with a `Release` store of the successor and hands
-//!   the entry to the epoch: it is freed only when no pinned reader can
-//!   still be walking over it.
+//! - **Lookup** (no lock, epoch-pinned): compare every slot's page id
+//!   (`Acquire`), pick the one that matches without a branch per slot, and
+//!   read its frame. If none does and `overflow_len` is non-zero, walk the
+//!   list with `Acquire` loads. The answer is a **hint**: a slot may be
+//!   vacated and refilled while it is read, so a lookup can pair a page
+//!   with the frame of the slot's next tenant, or miss a page inserted
+//!   meanwhile. Every caller checks the frame's own page id and state word
+//!   under its latch or optimistic validation, and a miss is settled by
+//!   `insert`, which is exact.
+//! - **Insert / remove** take the bucket's writer mutex (never held across
+//!   I/O). Insert fills a vacant slot (frame first, then the page id with
+//!   `Release`), or pushes a fully initialised entry at the head of the
+//!   list with a `Release` store and then counts it. Remove vacates the
+//!   slot (`Release`), or unlinks the entry with a `Release` store of its
+//!   successor, uncounts it, and hands it to the epoch: it is freed only
+//!   when no pinned reader can still be walking over it.
 //!
 //! # Invariants
 //!
-//! 1. At most one entry per page id (insert checks under the bucket lock).
-//! 2. An entry's fields never change after publication, except `next`,
-//!    which is only written under the bucket lock.
-//! 3. An unlinked entry is freed only through `Guard::defer_destroy`.
+//! 1. At most one mapping per page id (insert checks under the writer
+//!    lock, where slots and list are stable).
+//! 2. A mapping never moves between slots and list while it exists, so a
+//!    lookup of a page that stays mapped finds it.
+//! 3. An entry's fields never change after publication, except `next`,
+//!    which is only written under the writer lock.
+//! 4. An unlinked entry is freed only through `Guard::defer_destroy`.
+//! 5. A slot's frame is always a frame id below the frame count (it is only
+//!    ever written with one), so even a stale hint indexes in bounds.
+//! 6. `overflow_len` is the length of the bucket's list whenever the writer
+//!    lock is free.
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
 
 use crate::frames::FrameId;
 use crate::page::PageId;
-use crate::sync::{lock, Mutex, Ordering};
+use crate::sync::{lock, AtomicU32, AtomicU64, Mutex, Ordering};
+
+/// Mappings held inline per bucket. One under loom, so that the small
+/// models exercise both the slots and the overflow list.
+#[cfg(not(loom))]
+pub(crate) const SLOTS: usize = 5;
+/// Mappings held inline per bucket (see above).
+#[cfg(loom)]
+pub(crate) const SLOTS: usize = 1;
+
+const VACANT: u64 = PageId::NONE_RAW;
 
 struct Entry {
     page_id: PageId,
@@ -36,17 +74,24 @@ struct Entry {
     next: Atomic<Entry>,
 }
 
+#[repr(align(64))]
 struct Bucket {
-    head: Atomic<Entry>,
-    /// Serialises writers of this bucket; readers never take it.
-    writer: Mutex<()>,
+    pages: [AtomicU64; SLOTS],
+    frames: [AtomicU32; SLOTS],
+    overflow_len: AtomicU32,
 }
+
+// One bucket, one cache line.
+#[cfg(not(any(loom, feature = "shuttle")))]
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
 /// The page table. See the module docs.
 pub(crate) struct PageTable {
     buckets: Box<[Bucket]>,
-    /// `64 - log2(buckets.len())`: the hash keeps the top bits.
-    shift: u32,
+    /// The overflow list of each bucket (same index).
+    overflow: Box<[Atomic<Entry>]>,
+    /// The writer lock of each bucket (same index).
+    writers: Box<[Mutex<()>]>,
 }
 
 impl std::fmt::Debug for PageTable {
@@ -58,40 +103,65 @@ impl std::fmt::Debug for PageTable {
 }
 
 impl PageTable {
-    /// A table for a pool of `frame_count` frames.
+    /// A table for a pool of `frame_count` frames (at most 2^32, so that a
+    /// frame id fits a slot).
     pub(crate) fn new(frame_count: usize) -> PageTable {
-        let bucket_count = frame_count.max(1).saturating_mul(2).next_power_of_two();
-        let buckets = (0..bucket_count)
-            .map(|_| Bucket {
-                head: Atomic::null(),
-                writer: Mutex::new(()),
-            })
-            .collect();
+        assert!(frame_count as u64 <= 1 << 32, "too many frames");
+        // About two mappings per bucket of five slots: one page in a
+        // hundred lands in an overflow list (Poisson, mean 2).
+        let bucket_count = frame_count.div_ceil(2).max(1);
         PageTable {
-            buckets,
-            shift: 64 - bucket_count.trailing_zeros(),
+            buckets: (0..bucket_count)
+                .map(|_| Bucket {
+                    pages: std::array::from_fn(|_| AtomicU64::new(VACANT)),
+                    frames: std::array::from_fn(|_| AtomicU32::new(0)),
+                    overflow_len: AtomicU32::new(0),
+                })
+                .collect(),
+            overflow: (0..bucket_count).map(|_| Atomic::null()).collect(),
+            writers: (0..bucket_count).map(|_| Mutex::new(())).collect(),
         }
     }
 
+    /// The bucket index of `page_id`: a Fibonacci-hash multiply, then the
+    /// high half of `hash × bucket count` (any count, no modulo).
     #[inline]
-    fn bucket(&self, page_id: PageId) -> &Bucket {
-        // Fibonacci hashing: multiply by 2^64/φ and keep the top bits.
+    fn index(&self, page_id: PageId) -> usize {
         let hash = page_id.raw().wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let index = if self.shift == 64 {
-            0
-        } else {
-            hash >> self.shift
-        };
-        &self.buckets[index as usize]
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
     }
 
-    /// The frame the table maps `page_id` to, if any. Lock-free.
+    /// The frame the table maps `page_id` to, if any: a hint (see the
+    /// module docs). Lock-free.
     #[inline]
     pub(crate) fn lookup(&self, page_id: PageId, guard: &Guard) -> Option<FrameId> {
-        let mut current = self.bucket(page_id).head.load(Ordering::Acquire, guard);
-        // SAFETY: entries reachable from a bucket while `guard` is pinned
-        // are freed only through `defer_destroy` after unlinking
-        // (invariant 3), so they stay valid for the guard's lifetime.
+        let index = self.index(page_id);
+        let bucket = &self.buckets[index];
+        let raw = page_id.raw();
+        // Branch-free over the slots: which slot holds a page is random, and
+        // a mispredicted branch here would throw away the cache misses the
+        // core is overlapping with the caller's other work.
+        let mut found = SLOTS;
+        for (slot, page) in bucket.pages.iter().enumerate() {
+            let matches = page.load(Ordering::Acquire) == raw;
+            // A select, not a branch (LLVM emits `cmov`).
+            found = if matches { slot } else { found };
+        }
+        if let Some(frame) = bucket.frames.get(found) {
+            return Some(frame.load(Ordering::Relaxed) as FrameId);
+        }
+        if bucket.overflow_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.lookup_overflow(index, page_id, guard)
+    }
+
+    #[inline(never)]
+    fn lookup_overflow(&self, index: usize, page_id: PageId, guard: &Guard) -> Option<FrameId> {
+        let mut current = self.overflow[index].load(Ordering::Acquire, guard);
+        // SAFETY: entries reachable from a list while `guard` is pinned are
+        // freed only through `defer_destroy` after unlinking (invariant 4),
+        // so they stay valid for the guard's lifetime.
         while let Some(entry) = unsafe { current.as_ref() } {
             if entry.page_id == page_id {
                 return Some(entry.frame_id);
@@ -109,31 +179,59 @@ impl PageTable {
         frame_id: FrameId,
         guard: &Guard,
     ) -> Result<(), FrameId> {
-        let bucket = self.bucket(page_id);
-        let _writer = lock(&bucket.writer);
+        assert!(
+            frame_id as u64 <= u64::from(u32::MAX),
+            "frame id {frame_id}"
+        );
+        let index = self.index(page_id);
+        let _writer = lock(&self.writers[index]);
+        // Exact under the lock: no writer can change the bucket.
         if let Some(existing) = self.lookup(page_id, guard) {
             return Err(existing);
         }
-        let head = bucket.head.load(Ordering::Relaxed, guard);
+        let bucket = &self.buckets[index];
+        if let Some(slot) = bucket
+            .pages
+            .iter()
+            .position(|page| page.load(Ordering::Relaxed) == VACANT)
+        {
+            bucket.frames[slot].store(frame_id as u32, Ordering::Relaxed);
+            bucket.pages[slot].store(page_id.raw(), Ordering::Release);
+            return Ok(());
+        }
+        let head = &self.overflow[index];
         let entry = Owned::new(Entry {
             page_id,
             frame_id,
-            next: Atomic::from(head),
+            next: Atomic::from(head.load(Ordering::Relaxed, guard)),
         });
-        bucket.head.store(entry, Ordering::Release);
+        head.store(entry, Ordering::Release);
+        let len = bucket.overflow_len.load(Ordering::Relaxed);
+        bucket.overflow_len.store(len + 1, Ordering::Release);
         Ok(())
     }
 
     /// Removes the mapping `page_id → frame_id`; returns false if the table
     /// does not hold exactly that mapping.
     pub(crate) fn remove(&self, page_id: PageId, frame_id: FrameId, guard: &Guard) -> bool {
-        let bucket = self.bucket(page_id);
-        let _writer = lock(&bucket.writer);
-        let mut link = &bucket.head;
+        let index = self.index(page_id);
+        let _writer = lock(&self.writers[index]);
+        let bucket = &self.buckets[index];
+        let raw = page_id.raw();
+        for (page, frame) in bucket.pages.iter().zip(&bucket.frames) {
+            if page.load(Ordering::Relaxed) == raw {
+                if frame.load(Ordering::Relaxed) as FrameId != frame_id {
+                    return false;
+                }
+                page.store(VACANT, Ordering::Release);
+                return true;
+            }
+        }
+        let mut link = &self.overflow[index];
         loop {
             let current = link.load(Ordering::Relaxed, guard);
             // SAFETY: we hold the bucket's writer lock, so no entry of this
-            // bucket is unlinked (and thus none freed) while we walk it.
+            // list is unlinked (and thus none freed) while we walk it.
             let Some(entry) = (unsafe { current.as_ref() }) else {
                 return false;
             };
@@ -143,9 +241,12 @@ impl PageTable {
                 }
                 let next = entry.next.load(Ordering::Relaxed, guard);
                 link.store(next, Ordering::Release);
+                let len = bucket.overflow_len.load(Ordering::Relaxed);
+                assert!(len > 0, "overflow count out of step with its list");
+                bucket.overflow_len.store(len - 1, Ordering::Release);
                 // SAFETY: the entry is unlinked, so no new reader can reach
                 // it; readers already on it are pinned, and the epoch frees
-                // it only after they unpin (invariant 3).
+                // it only after they unpin (invariant 4).
                 unsafe { guard.defer_destroy(current) };
                 return true;
             }
@@ -159,8 +260,8 @@ impl Drop for PageTable {
         // SAFETY: `&mut self` proves no other thread can reach the table, so
         // the unprotected guard is sound and each entry is freed once.
         let guard = unsafe { epoch::unprotected() };
-        for bucket in self.buckets.iter() {
-            let mut current: Shared<'_, Entry> = bucket.head.load(Ordering::Relaxed, guard);
+        for head in self.overflow.iter() {
+            let mut current: Shared<'_, Entry> = head.load(Ordering::Relaxed, guard);
             while !current.is_null() {
                 // SAFETY: as above; `current` is non-null and owned by the
                 // table, freed exactly once here.
@@ -214,6 +315,35 @@ mod tests {
             let expected = (n % 3 != 0).then_some(n as usize);
             assert_eq!(table.lookup(page(n), &guard), expected, "page {n}");
         }
+    }
+
+    #[test]
+    fn a_vacated_slot_is_reused_and_overflow_entries_stay_found() {
+        let collector = Collector::new();
+        let handle = collector.register();
+        let guard = handle.pin();
+        let table = PageTable::new(1);
+        // Fill the slots, then two more pages go to the overflow list.
+        let pages = SLOTS as u64 + 2;
+        for n in 0..pages {
+            table.insert(page(n), n as usize, &guard).unwrap();
+        }
+        // Vacate one slot; a new page takes it; the overflow pages are
+        // still found (mappings never move).
+        assert!(table.remove(page(0), 0, &guard));
+        table.insert(page(100), 100, &guard).unwrap();
+        assert_eq!(table.lookup(page(0), &guard), None);
+        assert_eq!(table.lookup(page(100), &guard), Some(100));
+        for n in 1..pages {
+            assert_eq!(table.lookup(page(n), &guard), Some(n as usize), "page {n}");
+        }
+        // Removing an overflow page leaves the slots alone, and the page
+        // can come back (into the list or a slot).
+        assert!(table.remove(page(pages - 1), pages as usize - 1, &guard));
+        assert_eq!(table.lookup(page(pages - 1), &guard), None);
+        table.insert(page(pages - 1), 7, &guard).unwrap();
+        assert_eq!(table.insert(page(pages - 1), 8, &guard), Err(7));
+        assert_eq!(table.lookup(page(pages - 1), &guard), Some(7));
     }
 
     #[test]

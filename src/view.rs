@@ -123,17 +123,27 @@ pub struct OptimisticView<'a> {
 }
 
 impl<'a> OptimisticView<'a> {
+    #[inline(always)]
     pub(crate) fn new(words: &'a [AtomicU64]) -> OptimisticView<'a> {
         OptimisticView { words }
     }
 
     /// Loads the little-endian `u64` at `offset` (any alignment).
-    #[inline]
+    #[inline(always)]
     pub fn load_u64(&self, offset: usize) -> Result<u64, OutOfBounds> {
-        check(offset, 8)?;
-        if offset % 8 == 0 {
-            return Ok(u64::from_le(self.words[offset / 8].load(Ordering::Relaxed)));
+        // `offset` rotated right by 3 is `offset / 8` when `offset` is a
+        // multiple of 8, and at least 2^61 otherwise: one comparison checks
+        // both alignment and range (the data area ends on a word boundary).
+        let index = offset.rotate_right(3);
+        if index < PAGE_DATA_SIZE / 8 {
+            return Ok(u64::from_le(self.words[index].load(Ordering::Relaxed)));
         }
+        self.load_u64_unaligned(offset)
+    }
+
+    #[inline(never)]
+    fn load_u64_unaligned(&self, offset: usize) -> Result<u64, OutOfBounds> {
+        check(offset, 8)?;
         let mut bytes = [0u8; 8];
         load_bytes(self.words, offset, &mut bytes);
         Ok(u64::from_le_bytes(bytes))
@@ -159,11 +169,24 @@ impl<'a> OptimisticView<'a> {
     /// partial word counted as its zero-padded value); a whole-page scan
     /// in one call.
     pub fn sum_u64(&self) -> u64 {
-        self.words[..PAGE_DATA_SIZE / 8]
-            .iter()
-            .fold(0u64, |sum, w| {
-                sum.wrapping_add(u64::from_le(w.load(Ordering::Relaxed)))
-            })
+        // Eight independent sums: one running sum would chain 510 additions
+        // (a cycle each) and make the scan latency-bound; these overlap,
+        // so the scan runs at the core's load rate.
+        const LANES: usize = 8;
+        let words = &self.words[..PAGE_DATA_SIZE / 8];
+        let chunks = words.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        let mut sums = [0u64; LANES];
+        for chunk in chunks {
+            for (sum, word) in sums.iter_mut().zip(chunk) {
+                *sum = sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)));
+            }
+        }
+        let tail = rest.iter().fold(0u64, |sum, word| {
+            sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)))
+        });
+        sums.iter()
+            .fold(tail, |total, &sum| total.wrapping_add(sum))
     }
 
     /// The page's LSN.

@@ -3,6 +3,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// Branch points one execution may take before loom reports a livelock.
+const MAX_BRANCHES: usize = 10_000;
+
 /// Runs `model` under loom and prints how many executions were explored.
 ///
 /// The preemption bound is `LOOM_MAX_PREEMPTIONS` when set, else
@@ -13,6 +16,14 @@ pub fn run(default_bound: usize, model: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(default_bound);
+    }
+    // Loom's default (1,000 branch points per execution) flags livelock.
+    // The pool models run the real miss path (clock sweeps, epoch flushes)
+    // and the teardown of crossbeam's global queue, which together pass
+    // 1,000 in some executions without spinning; a livelock still runs
+    // past this bound.
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        builder.max_branches = MAX_BRANCHES;
     }
     let bound = builder.preemption_bound;
     let started = std::time::Instant::now();

@@ -67,6 +67,13 @@ impl DashmapRwlock {
         })
     }
 
+    /// A whole-page scan, out of line so that the point-read arm stays
+    /// small enough to inline into the driver's loop (as in every pool).
+    #[inline(never)]
+    fn scan(&self, page: u64, local: &mut LocalCounters) -> Result<u64> {
+        self.with_page(page, local, |f| sum_words(f.buf.data()))
+    }
+
     /// Runs `f` on page `page` under its read lock, loading it on a miss.
     #[inline]
     fn with_page<R>(
@@ -231,7 +238,7 @@ impl Instance for DashmapRwlock {
             Op::Point { page, offset } => {
                 self.with_page(page, &mut local, |f| load_u64(f.buf.data(), offset))?
             }
-            Op::Scan { page } => self.with_page(page, &mut local, |f| sum_words(f.buf.data())),
+            Op::Scan { page } => self.scan(page, &mut local),
             Op::Write {
                 page,
                 offset,

@@ -258,12 +258,12 @@ fn pool_counters(stats: pagepool::Stats) -> Counters {
 
 /// Stores `value` at `offset` of a pagepool page under its exclusive latch.
 fn pool_write(
-    pool: &pagepool::BufferPool,
+    pin: &pagepool::ThreadPin<'_>,
     page_id: pagepool::PageId,
     offset: usize,
     value: u64,
 ) -> Result<u64> {
-    pool.write(page_id)?.store_u64(offset, value)?;
+    pin.write(page_id)?.store_u64(offset, value)?;
     Ok(value)
 }
 
