@@ -15,6 +15,7 @@ loom_flags="--cfg loom --cfg crossbeam_loom"
 checker_command() {
     case "$1" in
         shuttle) echo "cargo test --release --features shuttle --test shuttle_pool" ;;
+        unit) echo "cargo test --lib" ;;
         loom-latch) echo "cargo test -p loom-tests --release --test latch" ;;
         loom-pool) echo "cargo test -p loom-tests --release --test pool" ;;
         *) echo "unknown checker $1" >&2; return 1 ;;

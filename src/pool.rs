@@ -487,3 +487,40 @@ impl Drop for BufferPool {
         }
     }
 }
+
+#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
+mod tests {
+    use super::*;
+    use crate::io::MemoryStorage;
+
+    /// A table hint can pair a page with another page's frame (a slot
+    /// vacated and refilled while it is read). Such an attempt reads a
+    /// frame whose version is perfectly stable, so only the page-id check
+    /// keeps it from validating; the retry loop then looks the page up
+    /// again.
+    #[test]
+    fn an_optimistic_attempt_on_another_pages_frame_never_validates() {
+        let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let mut pages = Vec::new();
+        for value in [11u64, 22] {
+            let (page_id, mut page) = pool.allocate(file).unwrap();
+            page.store_u64(0, value).unwrap();
+            pages.push(page_id);
+        }
+        let slot = pool.thread_slot();
+        let frame_of = |page_id| pool.lookup(page_id, &slot).unwrap();
+        let (p, q) = (pages[0], pages[1]);
+        let read = &mut |view: OptimisticView<'_>| view.load_u64(0).unwrap();
+        let guard = slot.pin();
+        assert_eq!(pool.try_optimistic(p, frame_of(p), &slot, read), Some(11));
+        assert_eq!(pool.try_optimistic(q, frame_of(q), &slot, read), Some(22));
+        assert_eq!(
+            pool.try_optimistic(p, frame_of(q), &slot, read),
+            None,
+            "page {p} validated on the frame of {q}"
+        );
+        drop(guard);
+        assert_eq!(pool.optimistic(p, |view| view.load_u64(0)).unwrap(), Ok(11));
+    }
+}
