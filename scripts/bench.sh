@@ -9,7 +9,9 @@
 #   bash scripts/bench.sh criterion  # criterion only
 #
 # fio is optional (apt-get install fio); without it the fio rows are
-# skipped with a note. SECONDS_PER_RUN overrides the 2 s per run, REPEAT
+# skipped with a note. The mmap-capped and pread-capped rows need a memory
+# cgroup the process can create (root); without one they are skipped with
+# a note. SECONDS_PER_RUN overrides the 2 s per run, REPEAT
 # the 2 runs per cell (the fastest is reported).
 #
 # On a machine shared with other sessions, Linux's autogroup scheduler
@@ -29,7 +31,7 @@ if [[ "$what" == all || "$what" == suite ]]; then
     cargo build --release -p pagepool-cli
     suite=(./target/release/pagepool bench
         --workload hot-point,hot-scan,zipf,uniform-miss,mixed
-        --impl pagepool,pagepool-shared,raw,dashmap-rwlock,mutex-lru,mmap,pread
+        --impl pagepool,pagepool-shared,raw,dashmap-rwlock,mutex-lru,mmap,pread,mmap-capped,pread-capped
         --threads 1,2,16,32 --seconds "$seconds" --repeat "$repeat" --fio
         --json docs/bench.json --plot docs/bench.png)
     if [[ "${PRIORITY:-0}" == 1 ]]; then

@@ -13,6 +13,7 @@
 //! ratios that the rows allow, and with `--json`, `--plot` the report and
 //! the chart. `--fio` adds fio's rows next to `uniform-miss`.
 
+pub mod cgroup;
 pub mod data;
 pub mod fio;
 pub mod impls;
@@ -248,12 +249,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         (data_pages * PAGE_SIZE as u64) >> 20
     );
 
+    let mut impls = args.impls.clone();
+    if impls.iter().any(|i| i.memory_capped()) {
+        if let Err(error) = cgroup::check_available() {
+            eprintln!("note: skipping mmap-capped and pread-capped: {error:#}");
+            impls.retain(|i| !i.memory_capped());
+        }
+    }
     let timer_overhead_ns = runner::timer_overhead_ns();
     let duration = Duration::from_secs_f64(args.seconds);
     let total_runs: usize = args
         .workloads
         .iter()
-        .map(|&w| args.impls.iter().filter(|i| i.supports(w)).count() * args.threads.len())
+        .map(|&w| impls.iter().filter(|i| i.supports(w)).count() * args.threads.len())
         .sum::<usize>()
         * args.repeat;
     let mut done = 0;
@@ -264,7 +272,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for &workload in &args.workloads {
         let pages = workload.pages(frames, file_pages);
         for &threads in &args.threads {
-            for &imp in &args.impls {
+            for &imp in &impls {
                 if !imp.supports(workload) {
                     if threads == args.threads[0] {
                         eprintln!("skipping {} {}: not supported", imp.name(), workload.name());
@@ -391,7 +399,11 @@ fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) 
             let reads = o.os.read_bytes / PAGE;
             // Their cache is the kernel's: a page read from storage is a
             // miss (readahead included, so this is approximate).
-            let misses = matches!(imp, ImplKind::Mmap | ImplKind::Pread).then_some(reads);
+            let misses = matches!(
+                imp,
+                ImplKind::Mmap | ImplKind::Pread | ImplKind::MmapCapped | ImplKind::PreadCapped
+            )
+            .then_some(reads);
             let hit_ratio = misses.map(|m| (1.0 - m as f64 / ops).clamp(0.0, 1.0));
             (
                 hit_ratio,
@@ -424,7 +436,18 @@ fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) 
         others_cpu_seconds: o.os.others_cpu().as_secs_f64(),
         checked_words: o.checked_words,
         ops_per_sec_runs: None,
-        note: None,
+        note: o.memory_cap.map(|(limit, peak)| {
+            let mib = |bytes: u64| bytes >> 20;
+            match peak {
+                Some(peak) => format!(
+                    "memory cgroup limit {} MiB (pool + {} MiB for the process), peak {} MiB",
+                    mib(limit),
+                    mib(cgroup::PROCESS_ALLOWANCE_BYTES),
+                    mib(peak)
+                ),
+                None => format!("memory cgroup limit {} MiB", mib(limit)),
+            }
+        }),
     }
 }
 
@@ -460,6 +483,9 @@ fn run_note(o: &RunOutcome, r: &RunResult) -> String {
     );
     if let Some(words) = o.checked_words {
         note += &format!(", {words} written words read back OK (live and reopened)");
+    }
+    if let Some(cap) = &r.note {
+        note += &format!(", {cap}");
     }
     note
 }

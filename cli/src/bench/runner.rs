@@ -30,10 +30,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::data;
+use pagepool::PAGE_SIZE;
+
 use super::impls::{Counters, ImplKind, Instance, Setup};
 use super::resources::{self, Snapshot};
 use super::workload::{Lane, Op, Rng, Sampler, Workload};
+use super::{cgroup, data};
 use crate::bail;
 use crate::error::{Context, Error, Result};
 
@@ -96,6 +98,9 @@ pub struct RunOutcome {
     pub cache_bytes: u64,
     /// Distinct words written and checked afterwards (`mixed`).
     pub checked_words: Option<u64>,
+    /// For a capped run: the memory cgroup's limit and the most it held
+    /// (bytes).
+    pub memory_cap: Option<(u64, Option<u64>)>,
 }
 
 /// The start gate and stop flag the threads of one run share.
@@ -358,6 +363,19 @@ pub fn run(spec: &RunSpec<'_>) -> Result<RunOutcome> {
     // Start every run from the disk, not the kernel's cache.
     data::drop_cache(spec.setup.path)?;
     resources::trim_heap();
+    // The capped kernel-cache baselines run in a memory cgroup limited to
+    // the pool's size (plus the process's own allowance); the process
+    // leaves it when this returns.
+    let limit_bytes =
+        spec.setup.pool_frames as u64 * PAGE_SIZE as u64 + cgroup::PROCESS_ALLOWANCE_BYTES;
+    let cap = if spec.imp.memory_capped() {
+        Some(
+            cgroup::MemoryCap::enter(limit_bytes)
+                .context("capping the page cache (a memory cgroup)")?,
+        )
+    } else {
+        None
+    };
     let anon_before = resources::rss_anon_bytes();
     let instance = spec.imp.open(&spec.setup)?;
     let sampler = Sampler::new(spec.workload, spec.pages);
@@ -384,6 +402,7 @@ pub fn run(spec: &RunSpec<'_>) -> Result<RunOutcome> {
         closed?;
         outcome.checked_words = Some(expected.len() as u64);
     }
+    outcome.memory_cap = cap.map(|cap| (limit_bytes, cap.peak_bytes()));
     Ok(outcome)
 }
 
@@ -566,6 +585,7 @@ fn measure(
         rss_delta_bytes,
         cache_bytes,
         checked_words: None,
+        memory_cap: None,
     };
     let logs = drivers.into_iter().map(|driver| driver.log).collect();
     Ok((outcome, logs))

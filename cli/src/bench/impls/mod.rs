@@ -18,6 +18,10 @@
 //! - `mmap`: the file mapped with memmap2, read (and written) in place;
 //!   the kernel's page cache is the pool.
 //! - `pread`: buffered `pread` of the page into a stack buffer, no pool.
+//! - `mmap-capped`, `pread-capped`: the same two with the kernel's page
+//!   cache capped at the pool's size by a memory cgroup (see
+//!   [`cgroup`](super::cgroup)): the kernel-cache baselines with the memory
+//!   pagepool gets.
 //!
 //! Implementations that keep counters keep them per thread and publish
 //! them when the thread finishes, so counting puts no shared write on a
@@ -59,6 +63,12 @@ pub enum ImplKind {
     Mmap,
     /// Buffered pread of each page, no pool of its own.
     Pread,
+    /// `mmap` with the page cache capped at the pool's size (a memory
+    /// cgroup; needs root).
+    MmapCapped,
+    /// `pread` with the page cache capped at the pool's size (a memory
+    /// cgroup; needs root).
+    PreadCapped,
 }
 
 impl ImplKind {
@@ -72,7 +82,15 @@ impl ImplKind {
             ImplKind::MutexLru => "mutex-lru",
             ImplKind::Mmap => "mmap",
             ImplKind::Pread => "pread",
+            ImplKind::MmapCapped => "mmap-capped",
+            ImplKind::PreadCapped => "pread-capped",
         }
+    }
+
+    /// Whether this implementation runs inside a memory cgroup capped at
+    /// the pool's size.
+    pub fn memory_capped(self) -> bool {
+        matches!(self, ImplKind::MmapCapped | ImplKind::PreadCapped)
     }
 
     /// Whether this implementation can run `workload` (an in-memory array
@@ -93,7 +111,8 @@ impl ImplKind {
             ImplKind::DashmapRwlock => Box::new(dashmap_rwlock::DashmapRwlock::open(setup)?),
             ImplKind::MutexLru => Box::new(mutex_lru::MutexLru::open(setup)?),
             ImplKind::Mmap => Box::new(mmap::Mapped::open(setup)?),
-            ImplKind::Pread => Box::new(pread::Pread::open(setup)?),
+            ImplKind::MmapCapped => Box::new(mmap::Mapped::open_random(setup)?),
+            ImplKind::Pread | ImplKind::PreadCapped => Box::new(pread::Pread::open(setup)?),
         })
     }
 }
