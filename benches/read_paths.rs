@@ -1,14 +1,22 @@
-//! A point read (one u64) of a resident page, four ways, and what the
-//! epoch pin costs (DESIGN.md rule 6):
+//! A point read (one u64) of a resident page, several ways, what the epoch
+//! pin costs (DESIGN.md rule 6), and where the hit path's time goes:
 //!
+//! - `optimistic_handle`: `ThreadPin::optimistic`, the per-thread handle
+//!   (how hot loops should read);
 //! - `optimistic_amortised`: `BufferPool::optimistic` with a `ThreadPin`
-//!   held across the loop (how hot loops should read);
+//!   held across the loop (finds the thread's state in a thread-local);
 //! - `optimistic_pin_per_op`: the same without a `ThreadPin` (each read pins
 //!   and unpins: a full fence);
 //! - `shared_amortised` / `shared_pin_per_op`: `BufferPool::read` (shared
 //!   latch, `&[u8]` in place);
 //! - `raw_slice`: the same word read from an aligned in-memory array with
-//!   huge pages (the limit).
+//!   huge pages (the limit);
+//! - `raw_model_table_state_data`: the memory accesses of a hit (table
+//!   slot, state word and page id, data, state word again) with none of the
+//!   pool's code: what the accesses alone cost;
+//! - `raw_slice_plus_64_nops` (x86-64): the raw read plus 64 `nop`s, which
+//!   only occupy the reorder window: what instructions cost when every
+//!   read misses the cache.
 //!
 //! Two working sets: `one_page` (everything in L1: the pure instruction
 //! cost) and `random_16k` (16384 pages = a 64 MiB pool, a uniform random
@@ -176,6 +184,16 @@ fn run_set(
             u64::from_le_bytes(guard[offset..offset + 8].try_into().expect("8 bytes"))
         })
     };
+    group.bench_function("optimistic_handle", |b| {
+        let pin = pool.pin_thread();
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            pin.optimistic(PageId::new(file, page), |view| view.load_u64(offset))
+                .expect("resident")
+                .expect("in bounds")
+        })
+    });
     group.bench_function("optimistic_amortised", |b| {
         let _pin = pool.pin_thread();
         optimistic(b)
@@ -193,6 +211,79 @@ fn run_set(
             raw.read(black_box(page), offset)
         })
     });
+    // What the hit path's memory accesses cost without its code: a hash
+    // table of page → frame (one 32-byte slot per frame, as the pool's
+    // buckets hold), a 16-byte state word and page id per frame, the data
+    // word, and the state word again (validation).
+    group.bench_function("raw_model_table_state_data", |b| {
+        let model = HitModel::new(targets.pages);
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            model.read(raw, black_box(page), offset)
+        })
+    });
+    // The raw read with 64 `nop`s after it: instructions alone (no memory
+    // access, no dependency) that occupy the core's reorder window and so
+    // limit how many reads' cache misses overlap.
+    #[cfg(target_arch = "x86_64")]
+    group.bench_function("raw_slice_plus_64_nops", |b| {
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            let word = raw.read(black_box(page), offset);
+            nops_64();
+            word
+        })
+    });
+}
+
+/// The memory accesses of a pool hit, with none of its code: see
+/// `raw_model_table_state_data`.
+struct HitModel {
+    /// Frame of each page, one per 32 bytes (4 words).
+    table: Vec<u64>,
+    /// State word and page id per frame.
+    state: Vec<u64>,
+}
+
+impl HitModel {
+    fn new(pages: u64) -> HitModel {
+        let pages = pages as usize;
+        // A fixed permutation, so frame ≠ page as in a pool.
+        let frame_of = |p: usize| (p * 7919) % pages;
+        HitModel {
+            table: (0..pages * 4).map(|i| frame_of(i / 4) as u64).collect(),
+            state: (0..pages * 2).map(|i| (i % 2) as u64).collect(),
+        }
+    }
+
+    #[inline]
+    fn read(&self, raw: &RawPages, page: u64, offset: usize) -> u64 {
+        let frame = self.table[page as usize * 4];
+        let begin = self.state[frame as usize * 2];
+        let held = self.state[frame as usize * 2 + 1];
+        let word = raw.read(frame, offset);
+        let end = black_box(&self.state)[frame as usize * 2];
+        if begin != end || held > 1 {
+            return 0;
+        }
+        word
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn nops_64() {
+    // SAFETY: `nop`s touch no memory, register or flag.
+    unsafe {
+        std::arch::asm!(
+            ".rept 64",
+            "nop",
+            ".endr",
+            options(nomem, nostack, preserves_flags)
+        );
+    }
 }
 
 fn read_paths(c: &mut Criterion) {
@@ -213,6 +304,14 @@ fn read_paths(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(PAGE_DATA_SIZE as u64));
     let _pin = pool.pin_thread();
     let random = Targets::new(PAGES);
+    group.bench_function("optimistic_sum_u64_handle", |b| {
+        let mut targets = random.clone();
+        b.iter(|| {
+            let (page, _) = targets.next();
+            _pin.optimistic(PageId::new(file, page), |view| view.sum_u64())
+                .expect("resident")
+        })
+    });
     group.bench_function("optimistic_sum_u64", |b| {
         let mut targets = random.clone();
         b.iter(|| {

@@ -12,8 +12,17 @@
 //! - `optimistic`: no latch. Record the version, note the frame's page id,
 //!   run the closure on atomic loads, validate the version and the page id.
 //!   The epoch pin held throughout keeps the frame from being reused (and
-//!   overwritten by an `O_DIRECT` read) under the closure. After
+//!   overwritten by an `O_DIRECT` read) under the closure. The table's
+//!   answer is only a hint (a slot can be refilled while it is read, see
+//!   `table.rs`), so the page-id check is what proves the frame held this
+//!   page; a version that validates proves it held it throughout. After
 //!   `optimistic_retries` failed validations, take the shared latch.
+//!
+//! The first optimistic attempt is inlined into the caller (a hit is a
+//! bucket line, a state word and the data); everything else — retries,
+//! waits, misses, the fallback — is one out-of-line call. [`ThreadPin`]'s
+//! methods are these with the thread's slot in hand; the pool's own find
+//! the slot in a thread-local first.
 //! - a miss loads the page (see `miss.rs`) and returns its frame still held
 //!   exclusively, so the caller that paid for the load gets the page.
 //!

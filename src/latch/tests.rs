@@ -2,10 +2,14 @@
 
 use super::*;
 
+/// A resident page that has been read since it was loaded (mark clear).
 fn resident() -> PageLatch {
     let latch = PageLatch::new_free();
     latch.claim_free();
     assert!(!latch.unlock_exclusive(false));
+    let begin = latch.optimistic_begin().unwrap();
+    latch.clear_mark(begin);
+    assert_eq!(latch.load() & MARK, 0);
     latch
 }
 
@@ -28,6 +32,23 @@ fn claim_free_takes_exclusive_and_publish_bumps_version() {
     assert!(!latch.unlock_exclusive(false));
     assert_eq!(version(latch.load()), before + 1);
     assert_eq!(latch.load() & (EXCL | FREE | DIRTY), 0);
+    // A new page is on probation: marked, so the clock's first visit
+    // evicts it unless it is read again first.
+    assert_ne!(latch.load() & MARK, 0);
+    assert_eq!(latch.clock_visit(), ClockVisit::Victim);
+}
+
+#[test]
+fn a_new_page_read_again_loses_its_mark_and_survives_one_visit() {
+    let latch = PageLatch::new_free();
+    latch.claim_free();
+    assert!(!latch.unlock_exclusive(false));
+    let begin = latch.optimistic_begin().unwrap();
+    assert!(latch.optimistic_validate(begin));
+    latch.clear_mark(begin);
+    assert_eq!(latch.load() & MARK, 0);
+    assert_eq!(latch.clock_visit(), ClockVisit::Marked);
+    assert_eq!(latch.clock_visit(), ClockVisit::Victim);
 }
 
 #[test]
