@@ -22,10 +22,13 @@ use crate::bail;
 use crate::error::{Context, Result};
 
 /// What the process itself may grow by during a run on top of the pool's
-/// size: thread stacks, latency histograms, `mixed`'s write logs. Kept
-/// small: what it does not use, the page cache gets, which already gives
-/// the capped baselines a little more memory than pagepool's pool.
-pub const PROCESS_ALLOWANCE_BYTES: u64 = 4 << 20;
+/// size: thread stacks, latency histograms, `mixed`'s write logs (4 MiB,
+/// and 256 KiB more per worker thread; 32 threads grew the process by
+/// 5–6 MiB). What it does not use, the page cache gets, which gives the
+/// capped baselines a little more memory than pagepool's pool, never less.
+pub fn process_allowance_bytes(threads: usize) -> u64 {
+    (4 << 20) + (256 << 10) * threads as u64
+}
 
 /// Which cgroup interface the memory controller is on.
 #[derive(Clone, Copy, Debug)]

@@ -440,9 +440,9 @@ fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) 
             let mib = |bytes: u64| bytes >> 20;
             match peak {
                 Some(peak) => format!(
-                    "memory cgroup limit {} MiB (pool + {} MiB for the process), peak {} MiB",
+                    "memory cgroup limit {} MiB (pool + {:.1} MiB for the process), peak {} MiB",
                     mib(limit),
-                    mib(cgroup::PROCESS_ALLOWANCE_BYTES),
+                    cgroup::process_allowance_bytes(threads) as f64 / f64::from(1 << 20),
                     mib(peak)
                 ),
                 None => format!("memory cgroup limit {} MiB", mib(limit)),

@@ -366,8 +366,8 @@ pub fn run(spec: &RunSpec<'_>) -> Result<RunOutcome> {
     // The capped kernel-cache baselines run in a memory cgroup limited to
     // the pool's size (plus the process's own allowance); the process
     // leaves it when this returns.
-    let limit_bytes =
-        spec.setup.pool_frames as u64 * PAGE_SIZE as u64 + cgroup::PROCESS_ALLOWANCE_BYTES;
+    let limit_bytes = spec.setup.pool_frames as u64 * PAGE_SIZE as u64
+        + cgroup::process_allowance_bytes(spec.threads);
     let cap = if spec.imp.memory_capped() {
         Some(
             cgroup::MemoryCap::enter(limit_bytes)
