@@ -14,6 +14,8 @@
 //! - `raw_model_table_state_data`: the memory accesses of a hit (table
 //!   slot, state word and page id, data, state word again) with none of the
 //!   pool's code: what the accesses alone cost;
+//! - `raw_model_table_latch_sum`: a shared scan's accesses and its two
+//!   locked instructions (latch acquire and release) without the pool;
 //! - `raw_slice_plus_64_nops` (x86-64): the raw read plus 64 `nop`s, which
 //!   only occupy the reorder window: what instructions cost when every
 //!   read misses the cache.
@@ -27,6 +29,7 @@
 //! ```
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
@@ -245,6 +248,8 @@ struct HitModel {
     table: Vec<u64>,
     /// State word and page id per frame.
     state: Vec<u64>,
+    /// The same, as atomics, for the scan model's latch.
+    latches: Vec<AtomicU64>,
 }
 
 impl HitModel {
@@ -255,7 +260,21 @@ impl HitModel {
         HitModel {
             table: (0..pages * 4).map(|i| frame_of(i / 4) as u64).collect(),
             state: (0..pages * 2).map(|i| (i % 2) as u64).collect(),
+            latches: (0..pages * 2).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    #[inline]
+    fn scan(&self, raw: &RawPages, page: u64) -> u64 {
+        let frame = self.table[page as usize * 4];
+        let latch = &self.latches[frame as usize * 2];
+        latch.fetch_add(1, Ordering::Acquire);
+        let sum = raw
+            .words(frame)
+            .iter()
+            .fold(0u64, |s, &w| s.wrapping_add(u64::from_le(w)));
+        latch.fetch_sub(1, Ordering::Release);
+        sum
     }
 
     #[inline]
@@ -329,6 +348,17 @@ fn read_paths(c: &mut Criterion) {
                 .chunks_exact(8)
                 .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
                 .fold(0u64, u64::wrapping_add)
+        })
+    });
+    // A shared scan's memory accesses and atomics without the pool's code:
+    // a table slot, an atomic increment of a state word, the sum, and the
+    // decrement (a latch taken and released with two locked instructions).
+    group.bench_function("raw_model_table_latch_sum", |b| {
+        let model = HitModel::new(PAGES as u64);
+        let mut targets = random.clone();
+        b.iter(|| {
+            let (page, _) = targets.next();
+            model.scan(&raw, black_box(page))
         })
     });
     group.bench_function("raw_slice_sum", |b| {

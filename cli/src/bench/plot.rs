@@ -24,6 +24,8 @@ fn colour(imp: &str) -> RGBColor {
         "mutex-lru" => RGBColor(148, 103, 189),
         "mmap" => RGBColor(44, 160, 44),
         "pread" => RGBColor(140, 86, 75),
+        "mmap-capped" => RGBColor(23, 190, 207),
+        "pread-capped" => RGBColor(227, 119, 194),
         "fio-psync" => RGBColor(127, 127, 127),
         "fio-uring" => RGBColor(188, 189, 34),
         _ => RGBColor(23, 190, 207),
