@@ -53,6 +53,8 @@ impl Latch {
         let latch = PageLatch::new_free();
         latch.claim_free();
         let _ = latch.unlock_exclusive(false);
+        // Read since it was loaded: off probation, mark clear.
+        latch.clear_mark(latch.load());
         Latch(latch)
     }
     /// See `PageLatch::optimistic_begin`.

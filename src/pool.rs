@@ -42,13 +42,23 @@ use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
 use crate::guards::{PageMut, PageRef, ThreadPin};
 use crate::io::{DirectFile, Storage};
-use crate::latch::{blocks_reader, blocks_writer, Blocked, WaitQueues, FREE};
+use crate::latch::{blocks_reader, blocks_writer, Blocked, WaitQueues};
 use crate::miss::{FreeFrames, Load};
 use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Stats};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
 use crate::table::PageTable;
 use crate::view::OptimisticView;
+
+/// Why an optimistic attempt on a frame did not produce a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    /// The frame was latched exclusively or free: nothing was read.
+    NotBegun,
+    /// The closure ran, but the version moved or the frame held another
+    /// page.
+    NotValidated,
+}
 
 /// A data file registered in the pool.
 #[derive(Debug)]
@@ -240,7 +250,9 @@ impl BufferPool {
                     return Ok(PageRef::new(self, frame_id, page_id));
                 }
                 Ok(()) => self.release_shared(frame_id),
-                Err(Blocked::Exclusive) => self.wait(slot, frame_id, blocks_reader),
+                Err(Blocked::Exclusive) => {
+                    self.wait_for_page(slot, frame_id, page_id, blocks_reader)
+                }
                 Err(Blocked::Overflow) => return Err(Error::TooManySharedGuards { page_id }),
                 Err(Blocked::Free | Blocked::Shared) => {}
             }
@@ -269,7 +281,7 @@ impl BufferPool {
                 }
                 Ok(()) => self.release_exclusive(frame_id, false),
                 Err(Blocked::Exclusive | Blocked::Shared) => {
-                    self.wait(slot, frame_id, blocks_writer)
+                    self.wait_for_page(slot, frame_id, page_id, blocks_writer)
                 }
                 Err(Blocked::Free | Blocked::Overflow) => {}
             }
@@ -303,21 +315,22 @@ impl BufferPool {
         mut read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
         let guard = slot.pin();
-        let first = self.table.lookup(page_id, &guard);
-        if let Some(frame_id) = first {
-            if let Some(result) = self.try_optimistic(page_id, frame_id, slot, &mut read) {
-                return Ok(result);
+        let mut failed = None;
+        if let Some(frame_id) = self.table.lookup(page_id, &guard) {
+            match self.try_optimistic(page_id, frame_id, slot, &mut read) {
+                Ok(result) => return Ok(result),
+                Err(attempt) => failed = Some((frame_id, attempt)),
             }
         }
         drop(guard);
-        self.optimistic_retry(page_id, slot, first, read)
+        self.optimistic_retry(page_id, slot, failed, read)
     }
 
     /// One optimistic read of `frame_id`, which the table gave as the frame
-    /// of `page_id`: `None` unless it validates. The caller is pinned, so
-    /// the frame cannot be recycled between the state check and
-    /// validation; the table's answer is only a hint, so the frame's page
-    /// id is validated with its version.
+    /// of `page_id`: the result if it validates, else why not. The caller
+    /// is pinned, so the frame cannot be recycled between the state check
+    /// and validation; the table's answer is only a hint, so the frame's
+    /// page id is validated with its version.
     #[inline(always)]
     fn try_optimistic<R>(
         &self,
@@ -325,9 +338,12 @@ impl BufferPool {
         frame_id: FrameId,
         slot: &ThreadSlot,
         read: &mut impl FnMut(OptimisticView<'_>) -> R,
-    ) -> Option<R> {
+    ) -> std::result::Result<R, Attempt> {
         let meta = self.frames.meta(frame_id);
-        let begin = meta.latch.optimistic_begin().ok()?;
+        let begin = meta
+            .latch
+            .optimistic_begin()
+            .map_err(|_| Attempt::NotBegun)?;
         let held = meta.page_id_raw();
         let words = self.frames.words(frame_id);
         let result = meta.access.read(|| read(OptimisticView::new(words)));
@@ -335,32 +351,30 @@ impl BufferPool {
         if meta.latch.optimistic_validate(begin) && held == page_id.raw() {
             meta.latch.clear_mark(begin);
             slot.stats.bump(Counter::Hits);
-            Some(result)
+            Ok(result)
         } else {
-            None
+            Err(Attempt::NotValidated)
         }
     }
 
-    /// The rest of `optimistic` after a first attempt on `failed` that did
-    /// not validate (`None`: the table had no frame): waits for a writer,
+    /// The rest of `optimistic` after a first attempt that failed on the
+    /// given frame (`None`: the table had no frame): waits for a writer,
     /// retries, loads on a miss, and falls back to the shared latch after
-    /// `optimistic_retries` failed validations.
+    /// `optimistic_retries` failed validations. Every failed validation
+    /// counts, whether or not a writer is still there afterwards, so a
+    /// stream of writers cannot starve the reader.
     #[inline(never)]
     fn optimistic_retry<R>(
         &self,
         page_id: PageId,
         slot: &ThreadSlot,
-        mut failed: Option<FrameId>,
+        mut failed: Option<(FrameId, Attempt)>,
         mut read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
         let mut failures = 0;
         loop {
-            if let Some(frame_id) = failed.take() {
-                let state = self.frames.meta(frame_id).latch.load();
-                if blocks_reader(state) {
-                    self.wait(slot, frame_id, blocks_reader);
-                } else if state & FREE == 0 {
-                    // Begun and not validated (or another page's frame).
+            if let Some((frame_id, attempt)) = failed.take() {
+                if attempt == Attempt::NotValidated {
                     slot.stats.bump(Counter::OptimisticRetries);
                     failures += 1;
                     if failures > self.config.optimistic_retries {
@@ -369,6 +383,7 @@ impl BufferPool {
                         return Ok(read(page.view()));
                     }
                 }
+                self.wait_for_page(slot, frame_id, page_id, blocks_reader);
             }
             let guard = slot.pin();
             let Some(frame_id) = self.table.lookup(page_id, &guard) else {
@@ -382,10 +397,10 @@ impl BufferPool {
                 }
                 continue;
             };
-            if let Some(result) = self.try_optimistic(page_id, frame_id, slot, &mut read) {
-                return Ok(result);
+            match self.try_optimistic(page_id, frame_id, slot, &mut read) {
+                Ok(result) => return Ok(result),
+                Err(attempt) => failed = Some((frame_id, attempt)),
             }
-            failed = Some(frame_id);
         }
     }
 
@@ -447,6 +462,25 @@ impl BufferPool {
     pub(crate) fn lookup(&self, page_id: PageId, slot: &ThreadSlot) -> Option<FrameId> {
         let guard = slot.pin();
         self.table.lookup(page_id, &guard)
+    }
+
+    /// Parks (see [`wait`](Self::wait)) on `frame_id` while `blocked` holds
+    /// for its state, but only if the frame holds `page_id`: a table hint
+    /// can name a frame that holds another page (a slot refilled while it
+    /// was read), and waiting on that page's holder could deadlock with a
+    /// thread that waits for a guard this thread holds. Otherwise returns
+    /// at once, for the caller to look the page up again.
+    pub(crate) fn wait_for_page(
+        &self,
+        slot: &ThreadSlot,
+        frame_id: FrameId,
+        page_id: PageId,
+        blocked: fn(u64) -> bool,
+    ) {
+        let meta = self.frames.meta(frame_id);
+        if blocked(meta.latch.load()) && meta.page_id_raw() == page_id.raw() {
+            self.wait(slot, frame_id, blocked);
+        }
     }
 
     /// Drops this thread's pin and parks until `blocked` no longer holds
@@ -522,14 +556,41 @@ mod tests {
         let (p, q) = (pages[0], pages[1]);
         let read = &mut |view: OptimisticView<'_>| view.load_u64(0).unwrap();
         let guard = slot.pin();
-        assert_eq!(pool.try_optimistic(p, frame_of(p), &slot, read), Some(11));
-        assert_eq!(pool.try_optimistic(q, frame_of(q), &slot, read), Some(22));
+        assert_eq!(pool.try_optimistic(p, frame_of(p), &slot, read), Ok(11));
+        assert_eq!(pool.try_optimistic(q, frame_of(q), &slot, read), Ok(22));
         assert_eq!(
             pool.try_optimistic(p, frame_of(q), &slot, read),
-            None,
+            Err(Attempt::NotValidated),
             "page {p} validated on the frame of {q}"
         );
         drop(guard);
         assert_eq!(pool.optimistic(p, |view| view.load_u64(0)).unwrap(), Ok(11));
+    }
+
+    /// A reader given such a hint must not park on the other page's frame:
+    /// whoever holds that page may be waiting for a guard this reader's
+    /// thread holds. `wait_for_page` returns at once instead.
+    #[test]
+    fn no_wait_on_a_frame_that_holds_another_page() {
+        let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let (p, page) = pool.allocate(file).unwrap();
+        drop(page);
+        let (q, page) = pool.allocate(file).unwrap();
+        drop(page);
+        let frame_of_q = pool.lookup(q, &pool.thread_slot()).unwrap();
+        std::thread::scope(|s| {
+            let held_q = pool.write(q).unwrap();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let pool = &pool;
+            s.spawn(move || {
+                let slot = pool.thread_slot();
+                pool.wait_for_page(&slot, frame_of_q, p, blocks_reader);
+                done_tx.send(()).unwrap();
+            });
+            let waited = done_rx.recv_timeout(std::time::Duration::from_secs(5));
+            drop(held_q);
+            assert!(waited.is_ok(), "parked on the frame of {q} for {p}");
+        });
     }
 }

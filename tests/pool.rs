@@ -449,6 +449,52 @@ fn optimistic_falls_back_to_the_shared_latch_when_validation_keeps_failing() {
     assert_eq!(stats.optimistic_fallbacks, 1);
 }
 
+/// The same, but each writer still holds the page's exclusive latch when
+/// the reader finds its validation failed, so the reader parks before
+/// retrying: those failures count too, or a stream of writers could keep
+/// the reader from ever falling back.
+#[test]
+fn optimistic_falls_back_even_when_each_writer_is_still_latched_at_the_check() {
+    use std::sync::mpsc;
+    let pool = BufferPool::open(PoolConfig::new(4).optimistic_retries(2)).unwrap();
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    let (page_id, page) = pool.allocate(file).unwrap();
+    drop(page);
+    let (go_tx, go_rx) = mpsc::channel::<u64>();
+    let (latched_tx, latched_rx) = mpsc::channel::<()>();
+    let mut runs = 0;
+    let value = std::thread::scope(|s| {
+        let pool = &pool;
+        s.spawn(move || {
+            // Per signal: take the exclusive latch, say so, and hold it a
+            // while (the reader meanwhile fails validation and parks).
+            for value in go_rx {
+                let mut page = pool.write(page_id).unwrap();
+                latched_tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                page.store_u64(0, value).unwrap();
+            }
+        });
+        let value = pool
+            .optimistic(page_id, |view| {
+                runs += 1;
+                if runs <= 3 {
+                    go_tx.send(runs).unwrap();
+                    latched_rx.recv().unwrap();
+                }
+                view.load_u64(0).unwrap()
+            })
+            .unwrap();
+        drop(go_tx);
+        value
+    });
+    assert_eq!(runs, 4, "three optimistic runs, then one under the latch");
+    assert_eq!(value, 3);
+    let stats = pool.stats();
+    assert_eq!(stats.optimistic_retries, 3);
+    assert_eq!(stats.optimistic_fallbacks, 1);
+}
+
 #[test]
 fn close_hands_the_pool_back_when_it_cannot_write() {
     let (pool, file, storage) = instrumented_pool(4);
