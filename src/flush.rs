@@ -49,10 +49,13 @@ impl BufferPool {
         let file = self.file(page_id.file_id())?;
         let slot = self.thread_slot();
         self.schedule_rewrites(page_id.file_id(), &file)?;
-        while let Some(frame_id) = self.lookup(page_id, &slot) {
+        let mut found = self.lookup(page_id, &slot, false);
+        while let Some(frame_id) = found {
             if let FrameFlush::Done = self.flush_frame(frame_id, page_id, &slot)? {
                 break;
             }
+            // The hint named a frame that no longer holds the page.
+            found = self.lookup(page_id, &slot, true);
         }
         self.sync_file(page_id.file_id(), &file, &slot)
     }

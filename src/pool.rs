@@ -233,8 +233,9 @@ impl BufferPool {
     }
 
     pub(crate) fn read_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageRef<'_>> {
+        let mut exact = false;
         loop {
-            let Some(frame_id) = self.lookup(page_id, slot) else {
+            let Some(frame_id) = self.lookup(page_id, slot, exact) else {
                 if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
                     if self.frames.meta(frame_id).latch.downgrade_clean() {
                         self.queues.wake(frame_id);
@@ -249,12 +250,15 @@ impl BufferPool {
                     slot.stats.bump(Counter::Hits);
                     return Ok(PageRef::new(self, frame_id, page_id));
                 }
-                Ok(()) => self.release_shared(frame_id),
+                Ok(()) => {
+                    self.release_shared(frame_id);
+                    exact = true;
+                }
                 Err(Blocked::Exclusive) => {
-                    self.wait_for_page(slot, frame_id, page_id, blocks_reader)
+                    exact = !self.wait_for_page(slot, frame_id, page_id, blocks_reader);
                 }
                 Err(Blocked::Overflow) => return Err(Error::TooManySharedGuards { page_id }),
-                Err(Blocked::Free | Blocked::Shared) => {}
+                Err(Blocked::Free | Blocked::Shared) => exact = true,
             }
         }
     }
@@ -266,8 +270,9 @@ impl BufferPool {
     }
 
     pub(crate) fn write_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageMut<'_>> {
+        let mut exact = false;
         loop {
-            let Some(frame_id) = self.lookup(page_id, slot) else {
+            let Some(frame_id) = self.lookup(page_id, slot, exact) else {
                 if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
                     return Ok(PageMut::new(self, frame_id, page_id, false));
                 }
@@ -279,11 +284,14 @@ impl BufferPool {
                     slot.stats.bump(Counter::Hits);
                     return Ok(PageMut::new(self, frame_id, page_id, false));
                 }
-                Ok(()) => self.release_exclusive(frame_id, false),
-                Err(Blocked::Exclusive | Blocked::Shared) => {
-                    self.wait_for_page(slot, frame_id, page_id, blocks_writer)
+                Ok(()) => {
+                    self.release_exclusive(frame_id, false);
+                    exact = true;
                 }
-                Err(Blocked::Free | Blocked::Overflow) => {}
+                Err(Blocked::Exclusive | Blocked::Shared) => {
+                    exact = !self.wait_for_page(slot, frame_id, page_id, blocks_writer);
+                }
+                Err(Blocked::Free | Blocked::Overflow) => exact = true,
             }
         }
     }
@@ -372,6 +380,7 @@ impl BufferPool {
         mut read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
         let mut failures = 0;
+        let mut exact = false;
         loop {
             if let Some((frame_id, attempt)) = failed.take() {
                 if attempt == Attempt::NotValidated {
@@ -383,10 +392,15 @@ impl BufferPool {
                         return Ok(read(page.view()));
                     }
                 }
-                self.wait_for_page(slot, frame_id, page_id, blocks_reader);
+                exact = !self.wait_for_page(slot, frame_id, page_id, blocks_reader);
             }
             let guard = slot.pin();
-            let Some(frame_id) = self.table.lookup(page_id, &guard) else {
+            let found = if exact {
+                self.table.lookup_exact(page_id, &guard)
+            } else {
+                self.table.lookup(page_id, &guard)
+            };
+            let Some(frame_id) = found else {
                 drop(guard);
                 if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
                     if self.frames.meta(frame_id).latch.downgrade_clean() {
@@ -458,29 +472,46 @@ impl BufferPool {
 
     /// The frame the table maps `page_id` to, if any (a hint: the caller
     /// checks the frame under its latch or validation).
+    /// With `exact`, the table's exact answer (`PageTable::lookup_exact`),
+    /// for a caller whose previous hint named a frame holding another page.
     #[inline]
-    pub(crate) fn lookup(&self, page_id: PageId, slot: &ThreadSlot) -> Option<FrameId> {
+    pub(crate) fn lookup(
+        &self,
+        page_id: PageId,
+        slot: &ThreadSlot,
+        exact: bool,
+    ) -> Option<FrameId> {
         let guard = slot.pin();
-        self.table.lookup(page_id, &guard)
+        if exact {
+            self.table.lookup_exact(page_id, &guard)
+        } else {
+            self.table.lookup(page_id, &guard)
+        }
     }
 
     /// Parks (see [`wait`](Self::wait)) on `frame_id` while `blocked` holds
     /// for its state, but only if the frame holds `page_id`: a table hint
     /// can name a frame that holds another page (a slot refilled while it
     /// was read), and waiting on that page's holder could deadlock with a
-    /// thread that waits for a guard this thread holds. Otherwise returns
-    /// at once, for the caller to look the page up again.
+    /// thread that waits for a guard this thread holds. Returns whether the
+    /// frame holds the page; if not, the caller looks the page up again
+    /// exactly (`lookup` with `exact`).
     pub(crate) fn wait_for_page(
         &self,
         slot: &ThreadSlot,
         frame_id: FrameId,
         page_id: PageId,
         blocked: fn(u64) -> bool,
-    ) {
+    ) -> bool {
         let meta = self.frames.meta(frame_id);
-        if blocked(meta.latch.load()) && meta.page_id_raw() == page_id.raw() {
+        let state = meta.latch.load();
+        if meta.page_id_raw() != page_id.raw() {
+            return false;
+        }
+        if blocked(state) {
             self.wait(slot, frame_id, blocked);
         }
+        true
     }
 
     /// Drops this thread's pin and parks until `blocked` no longer holds
@@ -552,7 +583,7 @@ mod tests {
             pages.push(page_id);
         }
         let slot = pool.thread_slot();
-        let frame_of = |page_id| pool.lookup(page_id, &slot).unwrap();
+        let frame_of = |page_id| pool.lookup(page_id, &slot, false).unwrap();
         let (p, q) = (pages[0], pages[1]);
         let read = &mut |view: OptimisticView<'_>| view.load_u64(0).unwrap();
         let guard = slot.pin();
@@ -578,14 +609,14 @@ mod tests {
         drop(page);
         let (q, page) = pool.allocate(file).unwrap();
         drop(page);
-        let frame_of_q = pool.lookup(q, &pool.thread_slot()).unwrap();
+        let frame_of_q = pool.lookup(q, &pool.thread_slot(), false).unwrap();
         std::thread::scope(|s| {
             let held_q = pool.write(q).unwrap();
             let (done_tx, done_rx) = std::sync::mpsc::channel();
             let pool = &pool;
             s.spawn(move || {
                 let slot = pool.thread_slot();
-                pool.wait_for_page(&slot, frame_of_q, p, blocks_reader);
+                assert!(!pool.wait_for_page(&slot, frame_of_q, p, blocks_reader));
                 done_tx.send(()).unwrap();
             });
             let waited = done_rx.recv_timeout(std::time::Duration::from_secs(5));

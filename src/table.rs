@@ -28,8 +28,10 @@
 //!   vacated and refilled while it is read, so a lookup can pair a page
 //!   with the frame of the slot's next tenant, or miss a page inserted
 //!   meanwhile. Every caller checks the frame's own page id and state word
-//!   under its latch or optimistic validation, and a miss is settled by
-//!   `insert`, which is exact.
+//!   under its latch or optimistic validation; a miss is settled by
+//!   `insert`, which is exact, and a caller whose hint named a frame
+//!   holding another page looks again with `lookup_exact` (under the
+//!   bucket's lock), so it cannot keep reading the same stale slot.
 //! - **Insert / remove** take the bucket's writer mutex (never held across
 //!   I/O). Insert fills a vacant slot (frame first, then the page id with
 //!   `Release`), or pushes a fully initialised entry at the head of the
@@ -169,6 +171,16 @@ impl PageTable {
             current = entry.next.load(Ordering::Acquire, guard);
         }
         None
+    }
+
+    /// The frame `page_id` is mapped to, exactly: read under the bucket's
+    /// writer lock, so it is ordered after every insert and remove of the
+    /// bucket so far. For a thread whose hint proved wrong (a slot refilled
+    /// while it was read): looking again without the lock could, in
+    /// principle, keep reading the same stale slot.
+    pub(crate) fn lookup_exact(&self, page_id: PageId, guard: &Guard) -> Option<FrameId> {
+        let _writer = lock(&self.writers[self.index(page_id)]);
+        self.lookup(page_id, guard)
     }
 
     /// Maps `page_id` to `frame_id` unless it is already mapped, in which
