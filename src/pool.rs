@@ -395,12 +395,7 @@ impl BufferPool {
                 exact = !self.wait_for_page(slot, frame_id, page_id, blocks_reader);
             }
             let guard = slot.pin();
-            let found = if exact {
-                self.table.lookup_exact(page_id, &guard)
-            } else {
-                self.table.lookup(page_id, &guard)
-            };
-            let Some(frame_id) = found else {
+            let Some(frame_id) = self.find(page_id, exact, &guard) else {
                 drop(guard);
                 if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
                     if self.frames.meta(frame_id).latch.downgrade_clean() {
@@ -471,9 +466,8 @@ impl BufferPool {
     }
 
     /// The frame the table maps `page_id` to, if any (a hint: the caller
-    /// checks the frame under its latch or validation).
-    /// With `exact`, the table's exact answer (`PageTable::lookup_exact`),
-    /// for a caller whose previous hint named a frame holding another page.
+    /// checks the frame under its latch or validation), pinned for the
+    /// lookup only. See [`find`](Self::find) for `exact`.
     #[inline]
     pub(crate) fn lookup(
         &self,
@@ -482,10 +476,23 @@ impl BufferPool {
         exact: bool,
     ) -> Option<FrameId> {
         let guard = slot.pin();
+        self.find(page_id, exact, &guard)
+    }
+
+    /// The table's hint for `page_id`, or with `exact` its exact answer
+    /// (`PageTable::lookup_exact`), for a caller whose previous hint named
+    /// a frame holding another page.
+    #[inline]
+    fn find(
+        &self,
+        page_id: PageId,
+        exact: bool,
+        guard: &crossbeam_epoch::Guard,
+    ) -> Option<FrameId> {
         if exact {
-            self.table.lookup_exact(page_id, &guard)
+            self.table.lookup_exact(page_id, guard)
         } else {
-            self.table.lookup(page_id, &guard)
+            self.table.lookup(page_id, guard)
         }
     }
 
