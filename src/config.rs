@@ -40,6 +40,10 @@ pub struct PoolConfig {
     pub wal_hook: Option<WalHook>,
     /// How long a miss waits for a frame when every frame is latched.
     pub frame_wait_timeout_ms: u64,
+    /// How long a thread waits for a latch another thread holds before it
+    /// gives up with [`Error::LatchTimeout`](crate::Error::LatchTimeout);
+    /// `u64::MAX` waits without a limit.
+    pub latch_wait_timeout_ms: u64,
     /// Optimistic attempts before falling back to the shared latch.
     pub optimistic_retries: u32,
     /// Frames the clock examines per sweep step.
@@ -48,8 +52,8 @@ pub struct PoolConfig {
 
 impl PoolConfig {
     /// Defaults for a pool of `frames` frames: direct I/O, checksums
-    /// verified, no WAL hook, a 10 s frame wait, 8 optimistic attempts,
-    /// sweeps of 16 frames.
+    /// verified, no WAL hook, a 10 s frame wait, a 10 s latch wait, 8
+    /// optimistic attempts, sweeps of 16 frames.
     pub fn new(frames: usize) -> PoolConfig {
         PoolConfig {
             frames,
@@ -57,6 +61,7 @@ impl PoolConfig {
             verify_checksums: true,
             wal_hook: None,
             frame_wait_timeout_ms: 10_000,
+            latch_wait_timeout_ms: 10_000,
             optimistic_retries: 8,
             evict_batch: 16,
         }
@@ -92,6 +97,25 @@ impl PoolConfig {
     pub fn frame_wait_timeout_ms(mut self, timeout_ms: u64) -> PoolConfig {
         self.frame_wait_timeout_ms = timeout_ms;
         self
+    }
+
+    /// Sets how long a thread waits for a latch that another thread holds
+    /// (`u64::MAX`: no limit). A latch is normally held for microseconds;
+    /// a wait this long means threads wait for each other's guards in a
+    /// cycle, or a guard is kept across something slow.
+    pub fn latch_wait_timeout_ms(mut self, timeout_ms: u64) -> PoolConfig {
+        self.latch_wait_timeout_ms = timeout_ms;
+        self
+    }
+
+    /// The deadline of a latch wait that starts now, if it has one.
+    pub(crate) fn latch_deadline(&self) -> Option<std::time::Instant> {
+        // The model checkers have no clock (and must not branch on one).
+        if cfg!(any(loom, feature = "shuttle")) {
+            return None;
+        }
+        std::time::Instant::now()
+            .checked_add(std::time::Duration::from_millis(self.latch_wait_timeout_ms))
     }
 
     /// Sets the optimistic attempts before the shared-latch fallback.
@@ -130,6 +154,7 @@ impl fmt::Debug for PoolConfig {
             .field("verify_checksums", &self.verify_checksums)
             .field("wal_hook", &self.wal_hook.as_ref().map(|_| "Fn(u64)"))
             .field("frame_wait_timeout_ms", &self.frame_wait_timeout_ms)
+            .field("latch_wait_timeout_ms", &self.latch_wait_timeout_ms)
             .field("optimistic_retries", &self.optimistic_retries)
             .field("evict_batch", &self.evict_batch)
             .finish()

@@ -2,7 +2,8 @@
 //!
 //! Each pool owns a `crossbeam_epoch::Collector`. A thread that uses the
 //! pool registers once and keeps a [`ThreadSlot`] in a thread-local list:
-//! its `LocalHandle` with that collector and its [`ThreadStats`].
+//! its `LocalHandle` with that collector, its [`ThreadStats`] and the
+//! latches it holds ([`HeldLatches`]).
 //!
 //! # Why pins are amortised, and how
 //!
@@ -12,15 +13,35 @@
 //! So a thread may hold a *session pin* ([`ThreadPin`](crate::ThreadPin)):
 //! while it lives, every pool call on that thread nests inside it and runs
 //! no fence. The session pin is refreshed (`repin`) every
-//! [`REPIN_EVERY_OPS`] operations so the global epoch keeps moving, and it
-//! is dropped ([`ThreadSlot::suspend`]) before anything that can block:
-//! I/O, waiting on a latch, waiting for a free frame. Without a session,
-//! each call pins for its own duration (one fence).
+//! [`REPIN_EVERY_OPS`] operations so the global epoch keeps moving.
+//!
+//! # Nothing blocks while pinned
+//!
+//! A pinned thread holds back reclamation for the whole pool: frames
+//! evicted after it pinned cannot return to the free list until it
+//! unpins, so a pinned thread that waits (for I/O, a latch, a free frame,
+//! the WAL hook's log flush) can starve every miss of frames. So before
+//! anything that can block, the pool calls [`ThreadSlot::block`], which
+//! drops the session pin (until the returned [`Suspended`] token drops;
+//! suspensions nest) and **refuses** with
+//! [`Error::WouldBlockWhilePinned`] if the thread is still pinned: that
+//! happens only when the call runs inside an optimistic read's closure,
+//! whose pin the pool cannot drop under it.
 //!
 //! A session pin is explicit rather than kept silently in a thread-local
 //! because a thread that pins and then idles (blocked on a socket, say)
 //! would stop epoch reclamation for the whole pool, and with it the supply
 //! of free frames. The owner of a `ThreadPin` decides when its thread idles.
+//!
+//! # The registry, bounded under thread churn
+//!
+//! The pool sums its statistics over a registry of every live thread's
+//! counters. A thread's slot lives in its thread-local list until the
+//! thread exits; the slot's drop then folds its counters into the
+//! registry's retired totals and removes them from the list, so a pool
+//! used by short-lived threads (`spawn_blocking`, recycled thread pools)
+//! keeps a registry as large as the threads alive at once, and totals
+//! never go down.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -28,11 +49,19 @@ use std::sync::{Arc, Weak};
 
 use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
+use crate::error::{Error, Result};
+use crate::held::HeldLatches;
+use crate::page::PageId;
 use crate::stats::{Stats, ThreadStats};
 use crate::sync::{lock, next_pool_uid, thread_local, Mutex};
 
-/// A session pin is refreshed after this many operations.
+/// A session pin is refreshed after this many operations (a small number
+/// under loom, so that the models reach `repin`).
+#[cfg(not(loom))]
 pub(crate) const REPIN_EVERY_OPS: u32 = 128;
+/// A session pin is refreshed after this many operations (see above).
+#[cfg(loom)]
+pub(crate) const REPIN_EVERY_OPS: u32 = 2;
 
 thread_local! {
     // Not `const`-initialised: loom's and shuttle's `thread_local!` do not
@@ -46,9 +75,19 @@ thread_local! {
 pub(crate) struct EpochDomain {
     collector: Collector,
     uid: u64,
-    /// Dropped with the pool; thread slots hold a `Weak` to notice that.
-    alive: Arc<()>,
-    thread_stats: Mutex<Vec<Arc<ThreadStats>>>,
+    /// Thread slots hold a `Weak` to it: it tells them the pool is alive.
+    registry: Arc<Registry>,
+}
+
+/// Every live thread's counters, and the totals of those that exited.
+struct Registry {
+    state: Mutex<RegistryState>,
+}
+
+#[derive(Default)]
+struct RegistryState {
+    live: Vec<Arc<ThreadStats>>,
+    retired: Stats,
 }
 
 impl std::fmt::Debug for EpochDomain {
@@ -61,15 +100,18 @@ impl std::fmt::Debug for EpochDomain {
 
 /// One thread's state for one pool. Only that thread touches it.
 pub(crate) struct ThreadSlot {
-    /// The session pin, when a `ThreadPin` is alive (and not suspended).
+    /// The session pin, when a `ThreadPin` is alive and no suspension is.
     /// Declared before `handle` so it is dropped first.
     session: RefCell<Option<Guard>>,
     session_depth: Cell<u32>,
+    suspend_depth: Cell<u32>,
     ops_since_repin: Cell<u32>,
     handle: LocalHandle,
     pub(crate) stats: Arc<ThreadStats>,
+    /// The latches this thread holds on the pool's frames.
+    pub(crate) held: HeldLatches,
     pool_uid: u64,
-    pool_alive: Weak<()>,
+    registry: Weak<Registry>,
 }
 
 impl EpochDomain {
@@ -77,8 +119,9 @@ impl EpochDomain {
         EpochDomain {
             collector: Collector::new(),
             uid: next_pool_uid(),
-            alive: Arc::new(()),
-            thread_stats: Mutex::new(Vec::new()),
+            registry: Arc::new(Registry {
+                state: Mutex::new(RegistryState::default()),
+            }),
         }
     }
 
@@ -98,32 +141,70 @@ impl EpochDomain {
     #[cold]
     fn register(&self) -> Rc<ThreadSlot> {
         let stats = Arc::new(ThreadStats::default());
-        lock(&self.thread_stats).push(Arc::clone(&stats));
+        lock(&self.registry.state).live.push(Arc::clone(&stats));
         let slot = Rc::new(ThreadSlot {
             session: RefCell::new(None),
             session_depth: Cell::new(0),
+            suspend_depth: Cell::new(0),
             ops_since_repin: Cell::new(0),
             handle: self.collector.register(),
             stats,
+            held: HeldLatches::default(),
             pool_uid: self.uid,
-            pool_alive: Arc::downgrade(&self.alive),
+            registry: Arc::downgrade(&self.registry),
         });
         SLOTS.with(|slots| {
             let mut slots = slots.borrow_mut();
             // Slots of dropped pools keep their collector alive; shed them.
-            slots.retain(|slot| slot.pool_alive.strong_count() > 0);
+            slots.retain(|slot| slot.registry.strong_count() > 0);
             slots.push(Rc::clone(&slot));
         });
         slot
     }
 
-    /// Sum of every thread's counters.
+    /// Sum of every thread's counters, those of exited threads included.
     pub(crate) fn stats(&self) -> Stats {
-        let mut total = Stats::default();
-        for stats in lock(&self.thread_stats).iter() {
+        let state = lock(&self.registry.state);
+        let mut total = state.retired;
+        for stats in &state.live {
             stats.add_to(&mut total);
         }
         total
+    }
+
+    /// How many threads' slots the registry holds now.
+    #[cfg(test)]
+    pub(crate) fn registered_threads(&self) -> usize {
+        lock(&self.registry.state).live.len()
+    }
+}
+
+impl Registry {
+    /// Folds an exiting thread's counters into the totals.
+    fn retire(&self, stats: &Arc<ThreadStats>) {
+        let mut state = lock(&self.state);
+        let Some(index) = state.live.iter().position(|live| Arc::ptr_eq(live, stats)) else {
+            debug_assert!(false, "a thread slot retired twice");
+            return;
+        };
+        let retired = state.live.swap_remove(index);
+        retired.add_to(&mut state.retired);
+    }
+}
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        // Runs when the thread exits (its thread-local list drops), or
+        // when a later registration on this thread sheds the slot of a
+        // dropped pool (then the registry is gone too).
+        debug_assert_eq!(
+            self.held.count(),
+            0,
+            "a thread slot dropped with latches held"
+        );
+        if let Some(registry) = self.registry.upgrade() {
+            registry.retire(&self.stats);
+        }
     }
 }
 
@@ -145,12 +226,29 @@ impl ThreadSlot {
         self.handle.pin()
     }
 
-    /// Drops the session pin until the returned token is dropped, so that
-    /// this thread does not hold the epoch back while it blocks. The caller
-    /// must hold no guard of its own.
+    /// Drops the session pin until the returned token (and every other
+    /// suspension) is dropped, so that this thread does not hold the epoch
+    /// back while it blocks. Prefer [`block`](Self::block), which also
+    /// checks that nothing else keeps the thread pinned.
     pub(crate) fn suspend(&self) -> Suspended<'_> {
+        self.suspend_depth.set(self.suspend_depth.get() + 1);
         drop(self.session.borrow_mut().take());
         Suspended { slot: self }
+    }
+
+    /// Suspends the session pin before this thread blocks on something
+    /// (I/O, a latch, a free frame, the WAL hook), or refuses with
+    /// [`Error::WouldBlockWhilePinned`] (naming `page_id`) if the thread
+    /// would still be pinned: the call runs inside an optimistic read's
+    /// closure, and blocking under its pin would hold back frame
+    /// reclamation for the whole pool. Only slow paths call this.
+    pub(crate) fn block(&self, page_id: Option<PageId>) -> Result<Suspended<'_>> {
+        let suspended = self.suspend();
+        if self.handle.is_pinned() {
+            drop(suspended);
+            return Err(Error::WouldBlockWhilePinned { page_id });
+        }
+        Ok(suspended)
     }
 
     /// Pins, asks the collector to advance and run due destructors, and
@@ -166,7 +264,7 @@ impl ThreadSlot {
     /// Starts (or nests) a session pin.
     pub(crate) fn begin_session(&self) {
         let depth = self.session_depth.get();
-        if depth == 0 {
+        if depth == 0 && self.suspend_depth.get() == 0 {
             *self.session.borrow_mut() = Some(self.handle.pin());
         }
         self.session_depth.set(depth + 1);
@@ -183,15 +281,17 @@ impl ThreadSlot {
     }
 }
 
-/// While alive, the thread's session pin is released; dropping it re-pins
-/// if a session is still open.
+/// While alive, the thread's session pin is released; when the last
+/// suspension drops, the session pin is taken again if a session is open.
 pub(crate) struct Suspended<'a> {
     slot: &'a ThreadSlot,
 }
 
 impl Drop for Suspended<'_> {
     fn drop(&mut self) {
-        if self.slot.session_depth.get() > 0 {
+        let depth = self.slot.suspend_depth.get() - 1;
+        self.slot.suspend_depth.set(depth);
+        if depth == 0 && self.slot.session_depth.get() > 0 {
             let mut session = self.slot.session.borrow_mut();
             if session.is_none() {
                 *session = Some(self.slot.handle.pin());
@@ -230,6 +330,42 @@ mod tests {
         assert!(live <= 2, "{live} slots kept");
     }
 
+    /// 10,000 threads that each use the pool once and exit leave a
+    /// registry about as large as the threads alive at once, and every one
+    /// of their counts in the totals.
+    #[test]
+    fn exited_threads_leave_the_registry_and_keep_their_counts() {
+        const THREADS: u64 = 10_000;
+        const AT_ONCE: u64 = 8;
+        // A joined scoped thread may still be running its thread-local
+        // destructors, so a few slots of the last rounds may linger.
+        const BOUND: usize = 1 + 4 * AT_ONCE as usize;
+        let domain = EpochDomain::new();
+        let _ = domain.slot();
+        for _ in 0..THREADS / AT_ONCE {
+            std::thread::scope(|scope| {
+                for _ in 0..AT_ONCE {
+                    scope.spawn(|| domain.slot().stats.bump(Counter::Hits));
+                }
+            });
+            let registered = domain.registered_threads();
+            assert!(
+                registered <= BOUND,
+                "{registered} slots registered with at most {AT_ONCE} threads alive"
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while domain.registered_threads() > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(
+            domain.registered_threads(),
+            1,
+            "only this thread's slot is left"
+        );
+        assert_eq!(domain.stats().hits, THREADS);
+    }
+
     #[test]
     fn session_pin_nests_and_suspends() {
         let domain = EpochDomain::new();
@@ -240,6 +376,13 @@ mod tests {
         {
             let _suspended = slot.suspend();
             assert!(slot.session.borrow().is_none());
+            {
+                let _inner = slot.suspend();
+            }
+            assert!(
+                slot.session.borrow().is_none(),
+                "an inner suspension's end does not re-pin under an outer one"
+            );
         }
         assert!(
             slot.session.borrow().is_some(),
@@ -252,5 +395,29 @@ mod tests {
         for _ in 0..(3 * REPIN_EVERY_OPS) {
             drop(slot.pin());
         }
+    }
+
+    #[test]
+    fn blocking_is_refused_under_an_outer_pin_only() {
+        let domain = EpochDomain::new();
+        let slot = domain.slot();
+        slot.begin_session();
+        let suspended = slot.block(None).expect("a session pin is suspended");
+        assert!(!slot.handle.is_pinned());
+        drop(suspended);
+        assert!(slot.handle.is_pinned(), "the session pin is back");
+        let outer = slot.pin();
+        let refused = slot.block(None);
+        assert!(
+            matches!(refused, Err(Error::WouldBlockWhilePinned { page_id: None })),
+            "{:?}",
+            refused.err()
+        );
+        drop(outer);
+        assert!(
+            slot.session.borrow().is_some(),
+            "a refusal keeps the session"
+        );
+        slot.end_session();
     }
 }

@@ -7,6 +7,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::held::GuardKind;
 use crate::page::{FileId, PageId};
 
 /// The result type of every fallible pool operation.
@@ -144,6 +145,70 @@ pub enum Error {
     /// The configuration is not usable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// The call would wait for a latch that this thread itself holds (on
+    /// the page, through a guard it has not dropped): it could never end.
+    /// Nothing was changed; drop the guard first.
+    #[error(
+        "{page_id}: this thread holds a {held} guard on it, and a {wanted} latch would \
+         wait for that guard forever; drop the guard first"
+    )]
+    SelfDeadlock {
+        /// The page.
+        page_id: PageId,
+        /// The latch this thread holds on it.
+        held: GuardKind,
+        /// The latch the call needed.
+        wanted: GuardKind,
+    },
+    /// The call had to wait (for a latch, a free frame, or I/O) while the
+    /// thread was inside an optimistic read's closure, whose epoch pin
+    /// must not be held while waiting: it would stop frame reclamation for
+    /// the whole pool. Nothing was changed; the closure's validation
+    /// decides whether the error counts. Do the waiting call after the
+    /// closure returns.
+    #[error(
+        "{}: a pool call inside an optimistic read had to wait or do I/O, which it may \
+         not do under the read's epoch pin; make the call after the closure returns",
+        match page_id { Some(page_id) => page_id.to_string(), None => "the pool".into() }
+    )]
+    WouldBlockWhilePinned {
+        /// The page the call needed, if it concerned one.
+        page_id: Option<PageId>,
+    },
+    /// Another thread held the page's latch for longer than
+    /// `latch_wait_timeout_ms` (a lock-order cycle between threads, or a
+    /// guard kept across a long operation).
+    #[error(
+        "{page_id}: waited {waited_ms} ms for a latch another thread holds; a cycle of \
+         threads waiting for each other's guards, or a guard held too long"
+    )]
+    LatchTimeout {
+        /// The page.
+        page_id: PageId,
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
+    /// The data file is locked by another open (another process, or
+    /// another pool in this one): two owners would overwrite each other's
+    /// pages.
+    #[error(
+        "{} is locked by another owner (another process or pool has it open); a data file \
+         has one owner at a time",
+        path.display()
+    )]
+    FileLocked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is already open in this pool (the same device and inode,
+    /// perhaps under another path): its pages would be cached twice.
+    #[error("{} is already open in this pool as {file_id}", path.display())]
+    AlreadyOpen {
+        /// The path given now.
+        path: PathBuf,
+        /// The id it is open under.
+        file_id: FileId,
+    },
 }
 
 impl Error {
@@ -155,7 +220,10 @@ impl Error {
             | Error::WalHook { page_id, .. }
             | Error::Corrupt { page_id, .. }
             | Error::PageOutOfRange { page_id, .. }
-            | Error::TooManySharedGuards { page_id } => Some(*page_id),
+            | Error::TooManySharedGuards { page_id }
+            | Error::SelfDeadlock { page_id, .. }
+            | Error::LatchTimeout { page_id, .. } => Some(*page_id),
+            Error::WouldBlockWhilePinned { page_id } => *page_id,
             _ => None,
         }
     }

@@ -11,6 +11,15 @@
 //! during the I/O while writers wait. If the write fails, `DIRTY` is set
 //! again: the page stays dirty and resident and a later flush retries.
 //!
+//! The whole flush runs unpinned (the WAL hook's log flush and the page
+//! I/O must not hold frame reclamation back for the pool), and each latch
+//! it holds is recorded as this thread's ([`crate::held`]) and undone if
+//! the hook or the storage panics ([`crate::undo`]): exclusive before the
+//! write starts (the page stays dirty), shared during it (the page is made
+//! dirty again). A flush of a page this thread holds a guard on cannot take
+//! the latch it needs: a dirty page there is [`Error::SelfDeadlock`], a
+//! clean one under a shared guard needs nothing.
+//!
 //! # Durability
 //!
 //! `flush_all` writes every dirty page and then syncs every file: pages
@@ -28,11 +37,13 @@ use crate::durability::MAX_UNSYNCED_PAGES;
 use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
-use crate::latch::{blocks_writer, Blocked, DIRTY};
+use crate::held::GuardKind;
+use crate::latch::{Blocked, Want, DIRTY};
 use crate::page::{checksum, FileId, PageId, CHECKSUM_OFFSET, MAGIC};
-use crate::pool::{BufferPool, DataFile};
+use crate::pool::{BufferPool, DataFile, WaitEnd};
 use crate::stats::Counter;
 use crate::sync::Ordering;
+use crate::undo::Undo;
 use crate::view::load_lsn;
 
 /// What flushing one frame found.
@@ -48,6 +59,7 @@ impl BufferPool {
     pub fn flush(&self, page_id: PageId) -> Result<()> {
         let file = self.file(page_id.file_id())?;
         let slot = self.thread_slot();
+        let _unpinned = slot.block(Some(page_id))?;
         self.schedule_rewrites(page_id.file_id(), &file)?;
         let mut found = self.lookup(page_id, &slot, false);
         while let Some(frame_id) = found {
@@ -64,6 +76,7 @@ impl BufferPool {
     pub fn flush_file(&self, file_id: FileId) -> Result<()> {
         let file = self.file(file_id)?;
         let slot = self.thread_slot();
+        let _unpinned = slot.block(None)?;
         self.schedule_rewrites(file_id, &file)?;
         let written = self.flush_frames(Some(file_id), &slot);
         let synced = self.sync_file(file_id, &file, &slot);
@@ -75,6 +88,7 @@ impl BufferPool {
     /// stay dirty.
     pub fn flush_all(&self) -> Result<()> {
         let slot = self.thread_slot();
+        let _unpinned = slot.block(None)?;
         let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut result = Ok(());
         for (index, file) in files.iter().enumerate() {
@@ -111,6 +125,7 @@ impl BufferPool {
     }
 
     /// Writes back `frame_id` if it still holds `page_id` and is dirty.
+    /// The caller has made sure the thread may block.
     fn flush_frame(
         &self,
         frame_id: FrameId,
@@ -123,33 +138,48 @@ impl BufferPool {
                 Ok(()) => break,
                 // Evicted: the eviction wrote it back.
                 Err(Blocked::Free) => return Ok(FrameFlush::Moved),
-                Err(_) => self.wait(slot, frame_id, blocks_writer),
+                Err(_) => match self.wait_for_page(slot, frame_id, page_id, Want::Exclusive)? {
+                    WaitEnd::Retry => {}
+                    WaitEnd::Moved => return Ok(FrameFlush::Moved),
+                    WaitEnd::HeldByCaller(held) => {
+                        let clean = meta.latch.load() & DIRTY == 0;
+                        if clean && held == GuardKind::Shared {
+                            return Ok(FrameFlush::Done);
+                        }
+                        return Err(Error::SelfDeadlock {
+                            page_id,
+                            held,
+                            wanted: GuardKind::Exclusive,
+                        });
+                    }
+                },
             }
         }
+        let mut holding = slot.held.hold(frame_id, GuardKind::Exclusive);
+        // Every way out before the downgrade (a moved page, a clean one, a
+        // failing or panicking WAL hook) releases the latch; DIRTY stays.
+        let exclusive = Undo::new(|| self.release_exclusive(frame_id, false));
         if meta.page_id() != Some(page_id) {
-            self.release_exclusive(frame_id, false);
             return Ok(FrameFlush::Moved);
         }
         if meta.latch.load() & DIRTY == 0 {
-            self.release_exclusive(frame_id, false);
             return Ok(FrameFlush::Done);
         }
-        if let Err(error) = self.stamp(frame_id, page_id) {
-            self.release_exclusive(frame_id, false);
-            return Err(error);
-        }
+        self.stamp(frame_id, page_id)?;
+        exclusive.disarm();
         if meta.latch.downgrade_clean() {
             self.queues.wake(frame_id);
         }
-        let written = {
-            let _suspended = slot.suspend();
-            self.write_frame(frame_id, page_id, slot)
-        };
-        if written.is_err() {
+        holding.downgrade();
+        // A failing or panicking write leaves the page dirty again.
+        let shared = Undo::new(|| {
             meta.latch.redirty();
-        }
+            self.release_shared(frame_id);
+        });
+        self.write_frame(frame_id, page_id, slot)?;
+        shared.disarm();
         self.release_shared(frame_id);
-        written.map(|()| FrameFlush::Done)
+        Ok(FrameFlush::Done)
     }
 
     /// Stamps and writes a frame held exclusively (eviction).
@@ -214,13 +244,22 @@ impl BufferPool {
         let _suspended = slot.suspend();
         let covered = file.sync.begin_sync();
         slot.stats.bump(Counter::IoSyncs);
+        // A panicking sync is a failed one: what it covered is written again.
+        let mut covered = Some(covered);
+        let failed = Undo::new(|| {
+            if let Some(covered) = covered.take() {
+                file.sync.sync_failed(covered);
+            }
+        });
         match file.storage.sync() {
             Ok(()) => {
-                file.sync.sync_succeeded(covered);
+                failed.disarm();
+                file.sync
+                    .sync_succeeded(covered.take().expect("taken once"));
                 Ok(())
             }
             Err(source) => {
-                file.sync.sync_failed(covered);
+                drop(failed);
                 Err(Error::Sync { file_id, source })
             }
         }

@@ -10,8 +10,10 @@
 //! 2. `frame_id < frame_count` for every frame id the pool hands around;
 //!    the accessors assert it.
 //! 3. `FrameMeta::page_id` changes only while the frame's latch is held
-//!    exclusively, and optimistic readers read it inside their validated
-//!    window, so a stale value never validates.
+//!    exclusively, or while the frame is `FREE` and off the free list just
+//!    before [`FrameMeta::claim`]; optimistic readers read it inside their
+//!    validated window, so a stale value never validates, and a waiter
+//!    that sees a claimed state sees the page id recorded before it.
 //!
 //! Under a model checker the arena is a boxed slice of the checker's
 //! atomics (no byte views; the bulk accessors copy word by word) and pages
@@ -55,6 +57,14 @@ impl FrameMeta {
             PageId::NONE_RAW => None,
             raw => Some(PageId::from_raw(raw)),
         }
+    }
+
+    /// Takes a free frame (`FREE`, off the free list) for `page_id`: records
+    /// the page id, then takes the latch exclusively with a `Release`
+    /// store, so that whoever sees the claimed state sees the page id.
+    pub(crate) fn claim(&self, page_id: PageId) {
+        self.set_page_id(Some(page_id));
+        self.latch.claim_free();
     }
 
     /// Records the page held. The caller holds the latch exclusively.

@@ -10,6 +10,22 @@
 //! - [`ThreadPin`]: keeps this thread's epoch pin across calls, so hits run
 //!   no fence.
 //!
+//! The latch guards are not `Send`: each records its latch in its thread's
+//! [`HeldLatches`](crate::held) when it is made and erases it when it is
+//! dropped, which is how the pool turns a wait a thread would make for its
+//! own guard into [`Error::SelfDeadlock`](crate::Error::SelfDeadlock). They
+//! are `Sync`: another thread may read through `&PageRef`.
+//!
+//! ```compile_fail
+//! # use pagepool::*;
+//! # fn demo(pool: &BufferPool, page_id: PageId) -> Result<()> {
+//! let page = pool.read(page_id)?;
+//! std::thread::scope(|s| {
+//!     s.spawn(move || drop(page)); // error: `PageRef` cannot be sent between threads
+//! });
+//! # Ok(()) }
+//! ```
+//!
 //! Guards borrow the pool, and the bytes borrow the guard:
 //!
 //! ```compile_fail
@@ -47,6 +63,7 @@ use std::rc::Rc;
 use crate::epoch::ThreadSlot;
 use crate::error::Result;
 use crate::frames::FrameId;
+use crate::held::GuardKind;
 use crate::page::{PageId, LSN_OFFSET, PAGE_DATA_SIZE};
 use crate::pool::BufferPool;
 use crate::view::{check, load_lsn, store_bytes, OptimisticView, OutOfBounds};
@@ -62,19 +79,52 @@ use crate::view::{check, load_lsn, store_bytes, OptimisticView, OutOfBounds};
 /// # let _ = header; Ok(()) }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping the guard releases the latch at once"]
 pub struct PageRef<'pool> {
     pool: &'pool BufferPool,
     frame_id: FrameId,
     page_id: PageId,
+    owner: Owner,
+}
+
+/// The slot of the thread that took a guard's latch, where the latch is
+/// recorded until the guard drops.
+struct Owner(Rc<ThreadSlot>);
+
+// SAFETY: the `Rc` is cloned in the guards' constructors and dropped in
+// their `Drop`, both on the thread that owns the guard (guards are not
+// `Send`); no method taking `&self` touches it, so sharing `&Owner` (and
+// with it `&PageRef`, `&PageMut`) across threads shares nothing that is
+// not thread-safe.
+unsafe impl Sync for Owner {}
+
+impl Owner {
+    /// Records `kind` on `frame_id` in the slot.
+    fn record(slot: &Rc<ThreadSlot>, frame_id: FrameId, kind: GuardKind) -> Owner {
+        slot.held.acquired(frame_id, kind);
+        Owner(Rc::clone(slot))
+    }
+}
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Owner")
+    }
 }
 
 impl<'pool> PageRef<'pool> {
-    /// Wraps a shared latch the caller has taken on `frame_id`.
-    pub(crate) fn new(pool: &'pool BufferPool, frame_id: FrameId, page_id: PageId) -> Self {
+    /// Wraps a shared latch this thread (`slot`) has taken on `frame_id`.
+    pub(crate) fn new(
+        pool: &'pool BufferPool,
+        frame_id: FrameId,
+        page_id: PageId,
+        slot: &Rc<ThreadSlot>,
+    ) -> Self {
         PageRef {
             pool,
             frame_id,
             page_id,
+            owner: Owner::record(slot, frame_id, GuardKind::Shared),
         }
     }
 
@@ -110,6 +160,7 @@ impl Deref for PageRef<'_> {
 
 impl Drop for PageRef<'_> {
     fn drop(&mut self) {
+        self.owner.0.held.released(self.frame_id, GuardKind::Shared);
         self.pool.release_shared(self.frame_id);
     }
 }
@@ -141,27 +192,32 @@ macro_rules! stores {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping the guard releases the latch at once"]
 pub struct PageMut<'pool> {
     pool: &'pool BufferPool,
     frame_id: FrameId,
     page_id: PageId,
     wrote: bool,
+    owner: Owner,
 }
 
 impl<'pool> PageMut<'pool> {
-    /// Wraps the exclusive latch the caller holds on `frame_id`. `dirty`
-    /// marks the page dirty on release even without a store (new pages).
+    /// Wraps the exclusive latch this thread (`slot`) holds on `frame_id`.
+    /// `dirty` marks the page dirty on release even without a store (new
+    /// pages).
     pub(crate) fn new(
         pool: &'pool BufferPool,
         frame_id: FrameId,
         page_id: PageId,
         dirty: bool,
+        slot: &Rc<ThreadSlot>,
     ) -> Self {
         PageMut {
             pool,
             frame_id,
             page_id,
             wrote: dirty,
+            owner: Owner::record(slot, frame_id, GuardKind::Exclusive),
         }
     }
 
@@ -239,6 +295,10 @@ impl Deref for PageMut<'_> {
 
 impl Drop for PageMut<'_> {
     fn drop(&mut self) {
+        self.owner
+            .0
+            .held
+            .released(self.frame_id, GuardKind::Exclusive);
         self.pool.release_exclusive(self.frame_id, self.wrote);
     }
 }
@@ -271,6 +331,7 @@ impl Drop for PageMut<'_> {
 /// [`optimistic`]: ThreadPin::optimistic
 /// [`read`]: ThreadPin::read
 /// [`write`]: ThreadPin::write
+#[must_use = "the pin lasts only as long as the handle"]
 pub struct ThreadPin<'pool> {
     pool: &'pool BufferPool,
     slot: Rc<ThreadSlot>,

@@ -1,12 +1,12 @@
 //! The page-state word: one `AtomicU64` per frame that is at once a
-//! shared/exclusive latch, a seqlock version, the dirty flag and the clock's
-//! second-chance mark.
+//! shared/exclusive latch, a seqlock version, the dirty flag, the clock's
+//! second-chance mark and the flags of the threads waiting for it.
 //!
 //! # Layout
 //!
 //! ```text
-//!  63   62    61   60   59     58 ........ 40  39 ............ 0
-//! [EXCL][FREE][DIRTY][MARK][WAITERS][ shared count (19 bits) ][ version (40 bits) ]
+//!  63    62    61     60    59       58       57 ........ 40  39 ............ 0
+//! [EXCL][FREE][DIRTY][MARK][WAITERS][PENDING][ shared (18) ][ version (40 bits) ]
 //! ```
 //!
 //! - `EXCL`: one exclusive holder (a writer, a loader filling the frame, or
@@ -22,32 +22,70 @@
 //!   goes at the hand's first visit instead of its second, which keeps
 //!   one-off pages from crowding out re-read ones (zipf: hit ratio +1 pt).
 //! - `WAITERS`: some thread is parked in the wait queue for this frame; the
-//!   next release that unblocks it must wake the queue.
+//!   next release that can unblock it must wake the queue.
+//! - `PENDING`: a writer waits for the shared holders to leave. New shared
+//!   acquisitions step aside ([`Blocked::Pending`]) until it has had its
+//!   turn, so overlapping readers cannot starve it: once `PENDING` is set,
+//!   the shared count only goes down (except for a thread that already
+//!   holds a shared latch on the frame and takes another,
+//!   [`PageLatch::lock_shared_again`], which must not wait for a writer
+//!   that waits for it). Optimistic readers ignore it.
 //! - shared count: holders of shared guards (at most [`MAX_SHARED`]).
 //! - version: advanced (mod 2^40) by every release of `EXCL` and by every
-//!   eviction; never by shared holders, marks or dirty-bit changes.
+//!   eviction; never by shared holders, marks, flags or dirty-bit changes.
+//!   A frame's tenancies (one page from claim to eviction) therefore never
+//!   share a version, which is how a waiter tells that the holder it waits
+//!   for is gone (see [`wait`]).
 //!
 //! # Transitions
 //!
-//! | operation             | from                               | to                                    | order   |
-//! |-----------------------|------------------------------------|---------------------------------------|---------|
-//! | `optimistic_begin`    | no EXCL, no FREE                   | (read only)                           | Acquire |
-//! | `optimistic_validate` | version v                          | (read only) ok iff no EXCL/FREE, v    | fence(Acquire) + Relaxed |
-//! | `try_lock_shared`     | no EXCL, no FREE, count < MAX      | count + 1, MARK cleared               | Acquire |
-//! | `unlock_shared`       | count ≥ 1                          | count − 1 (WAITERS cleared at 0)      | Release |
-//! | `try_lock_exclusive`  | no EXCL, no FREE, count 0          | EXCL, MARK cleared, then fence(Release) | Acquire |
-//! | `unlock_exclusive`    | EXCL                               | version + 1, DIRTY if written         | Release |
-//! | `downgrade_clean`     | EXCL                               | count 1, version + 1, DIRTY cleared   | Release |
-//! | `redirty`             | count ≥ 1 (caller holds shared)    | DIRTY set                             | Relaxed |
-//! | `clock_visit`         | no EXCL, no FREE, count 0, no MARK | MARK set                              | Relaxed |
-//! | `clock_visit`         | no EXCL, no FREE, count 0, MARK    | EXCL (victim)                         | Acquire |
-//! | `clear_mark`          | MARK                               | MARK cleared                          | Relaxed |
-//! | `evict`               | EXCL                               | FREE, version + 1, DIRTY cleared      | Release |
-//! | `claim_free`          | FREE, unreachable                  | EXCL, MARK                            | Relaxed |
+//! | operation             | from                                         | to                                           | order   |
+//! |-----------------------|----------------------------------------------|----------------------------------------------|---------|
+//! | `optimistic_begin`    | no EXCL, no FREE                             | (read only)                                  | Acquire |
+//! | `optimistic_validate` | version v                                    | (read only) ok iff no EXCL/FREE, v           | fence(Acquire) + Relaxed |
+//! | `try_lock_shared`     | no EXCL, FREE, PENDING; count < MAX          | count + 1, MARK cleared                      | Acquire |
+//! | `lock_shared_again`   | count ≥ 1, one of them the caller's          | count + 1 (PENDING ignored)                  | Acquire |
+//! | `unlock_shared`       | count ≥ 1                                    | count − 1 (WAITERS cleared at 0)             | Release |
+//! | `try_lock_exclusive`  | no EXCL, no FREE, count 0                    | EXCL, MARK and PENDING cleared, then fence(Release) | Acquire |
+//! | `unlock_exclusive`    | EXCL                                         | version + 1, DIRTY if written, WAITERS cleared | Release |
+//! | `downgrade_clean`     | EXCL                                         | count 1, version + 1, DIRTY and WAITERS cleared | Release |
+//! | `redirty`             | count ≥ 1 (caller holds shared)              | DIRTY set                                    | Relaxed |
+//! | `mark_pending`        | count ≥ 1, no EXCL, no FREE (a writer waits) | PENDING set                                  | Relaxed |
+//! | `withdraw_pending`    | PENDING (a waiting writer gives up)          | PENDING and WAITERS cleared                  | Relaxed |
+//! | `announce_waiter`     | exactly the state the waiter saw, blocked    | WAITERS set (and PENDING, for a writer held off by readers) | Relaxed |
+//! | `clock_visit`         | no EXCL, no FREE, count 0, no MARK           | MARK set                                     | Relaxed |
+//! | `clock_visit`         | no EXCL, no FREE, count 0, MARK              | EXCL (victim), no fence                      | Acquire |
+//! | `clear_mark`          | MARK                                         | MARK cleared                                 | Relaxed |
+//! | `evict`               | EXCL                                         | FREE, version + 1, DIRTY, WAITERS and PENDING cleared | Release |
+//! | `claim`               | FREE, unreachable, page id already recorded  | EXCL, MARK (flags cleared), no fence         | Release |
 //!
 //! Every release of `EXCL` and every eviction advances the version, so an
 //! optimistic read whose two loads see the same version with neither `EXCL`
 //! nor `FREE` overlapped no writer and no eviction.
+//!
+//! Why the two exclusive acquisitions without a release fence are safe:
+//!
+//! - **The clock's victim CAS.** The fence after `try_lock_exclusive`
+//!   keeps a writer's *data* stores from being seen before its `EXCL`. The
+//!   evictor stores no data: its only store to the frame is the checksum
+//!   word of the trailer (when it writes a dirty victim back), which lies
+//!   outside the data area that optimistic views can read, and it ends
+//!   with `evict` (Release, version + 1) or `unlock_exclusive`, so a reader
+//!   overlapping it fails validation either way.
+//! - **`claim`.** The frame is unreachable to optimistic readers: it left
+//!   the table before it was retired, and came off the free list only
+//!   after the epoch passed every reader pinned at the time (rule 6), so no
+//!   reader can load its data until the loader's release publishes the
+//!   page. The store is a `Release` only so that a *waiter* that sees the
+//!   claimed state (with `Acquire`) also sees the new page id, which the
+//!   loader records before claiming: a waiter reads the state, then the
+//!   page id, and if the page id is its page the state's version belongs
+//!   to that page's tenancy.
+//!
+//! `announce_waiter`, `mark_pending` and `withdraw_pending` change only
+//! flags: no version, no holder. `announce_waiter` runs under the wait
+//! queue's mutex (see [`wait`]); the other two may race anything, and a
+//! lost race only delays the flag to the writer's next look.
 //!
 //! # Seqlock fences
 //!
@@ -57,18 +95,11 @@
 //! data stores → `unlock_exclusive` (Release). If a reader's data load sees a
 //! writer's store, the reader's acquire fence synchronises with the writer's
 //! release fence, so the reader's second load sees `EXCL` or a later version.
-//!
-//! # Waiting
-//!
-//! A thread blocked by `EXCL` (or a writer blocked by shared holders) spins
-//! briefly, then parks on the [`WaitQueues`] slot of the frame after setting
-//! `WAITERS` with a CAS made while holding that slot's mutex. Every release
-//! that clears `WAITERS` then locks the same mutex before notifying, so a
-//! wake-up cannot fall between the waiter's check and its sleep.
 
-use crossbeam_utils::{Backoff, CachePadded};
+use crate::sync::{fence, AtomicU64, Ordering};
 
-use crate::sync::{fence, lock, AtomicU64, Condvar, Mutex, Ordering};
+mod wait;
+pub(crate) use wait::{TimedOut, WaitQueues, Want};
 
 /// Exclusive holder present.
 pub(crate) const EXCL: u64 = 1 << 63;
@@ -80,12 +111,21 @@ pub(crate) const DIRTY: u64 = 1 << 61;
 pub(crate) const MARK: u64 = 1 << 60;
 /// Parked waiters to wake.
 pub(crate) const WAITERS: u64 = 1 << 59;
+/// A writer waits for the shared holders; new shared holders step aside.
+pub(crate) const PENDING: u64 = 1 << 58;
 const SHARED_SHIFT: u32 = 40;
+const SHARED_BITS: u32 = 18;
 const SHARED_ONE: u64 = 1 << SHARED_SHIFT;
-const SHARED_MASK: u64 = ((1 << 19) - 1) << SHARED_SHIFT;
+const SHARED_MASK: u64 = ((1 << SHARED_BITS) - 1) << SHARED_SHIFT;
 /// The most shared holders one latch counts.
-pub(crate) const MAX_SHARED: u64 = (1 << 19) - 1;
+pub(crate) const MAX_SHARED: u64 = (1 << SHARED_BITS) - 1;
 const VERSION_MASK: u64 = (1 << SHARED_SHIFT) - 1;
+
+// The fields tile the word without overlap.
+const _: () = assert!(
+    EXCL | FREE | DIRTY | MARK | WAITERS | PENDING | SHARED_MASK | VERSION_MASK == u64::MAX
+);
+const _: () = assert!(PENDING & SHARED_MASK == 0 && (PENDING >> 1) & SHARED_MASK != 0);
 
 /// The version field of a state word.
 pub(crate) fn version(state: u64) -> u64 {
@@ -113,6 +153,9 @@ pub(crate) enum Blocked {
     Free,
     /// The shared count is at [`MAX_SHARED`].
     Overflow,
+    /// A writer is waiting for the shared holders (`PENDING`); a new
+    /// shared holder waits for it.
+    Pending,
 }
 
 /// What one clock visit did.
@@ -197,6 +240,9 @@ impl PageLatch {
             if state & EXCL != 0 {
                 return Err(Blocked::Exclusive);
             }
+            if state & PENDING != 0 {
+                return Err(Blocked::Pending);
+            }
             if shared_count(state) == MAX_SHARED {
                 return Err(Blocked::Overflow);
             }
@@ -204,6 +250,32 @@ impl PageLatch {
             match self.state.compare_exchange_weak(
                 state,
                 next,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Takes one more shared latch for a thread that already holds one on
+    /// this frame, ignoring a pending writer: that writer waits for the
+    /// caller's first latch, so making the caller wait for the writer
+    /// would deadlock (a recursive read).
+    pub(crate) fn lock_shared_again(&self) -> Result<(), Blocked> {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            debug_assert!(
+                shared_count(state) >= 1 && state & (EXCL | FREE) == 0,
+                "{state:#x}"
+            );
+            if shared_count(state) == MAX_SHARED {
+                return Err(Blocked::Overflow);
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state + SHARED_ONE,
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
@@ -251,7 +323,7 @@ impl PageLatch {
             }
             match self.state.compare_exchange_weak(
                 state,
-                (state | EXCL) & !MARK,
+                (state | EXCL) & !(MARK | PENDING),
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
@@ -295,16 +367,49 @@ impl PageLatch {
     /// have written back any dirty data.
     #[must_use]
     pub(crate) fn evict(&self) -> bool {
-        self.release_exclusive(|state| bump_version(state & !(EXCL | WAITERS | DIRTY)) | FREE)
+        self.release_exclusive(|state| {
+            bump_version(state & !(EXCL | WAITERS | DIRTY | PENDING)) | FREE
+        })
     }
 
     /// Takes a free frame for loading. The frame is unreachable (off the
-    /// page table and past its epoch grace period), so no CAS is needed.
+    /// page table and past its epoch grace period), so no CAS is needed;
+    /// the store is `Release` so that a waiter that sees the claimed state
+    /// sees the page id recorded before it (see the module docs). Use
+    /// [`FrameMeta::claim`](crate::frames::FrameMeta::claim), which records
+    /// the page id first.
     pub(crate) fn claim_free(&self) {
         let state = self.state.load(Ordering::Relaxed);
         debug_assert!(state & FREE != 0 && state & EXCL == 0, "{state:#x}");
         self.state
-            .store(version(state) | EXCL | MARK, Ordering::Relaxed);
+            .store(version(state) | EXCL | MARK, Ordering::Release);
+    }
+
+    /// Sets `PENDING` if `state` is still current and is a state in which
+    /// a writer waits for shared holders. Returns whether `PENDING` is set
+    /// now (by this call or before it).
+    #[cfg_attr(loom, allow(dead_code))] // loom skips the spin phase
+    pub(crate) fn mark_pending(&self, state: u64) -> bool {
+        if state & PENDING != 0 {
+            return true;
+        }
+        if state & (EXCL | FREE) != 0 || shared_count(state) == 0 {
+            return false;
+        }
+        self.state
+            .compare_exchange(state, state | PENDING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Clears `PENDING` (and `WAITERS`): a waiting writer gives up. Returns
+    /// true if parked threads must be woken: readers held off by the flag,
+    /// and other waiting writers, which set it again.
+    #[must_use]
+    pub(crate) fn withdraw_pending(&self) -> bool {
+        let previous = self
+            .state
+            .fetch_and(!(PENDING | WAITERS), Ordering::Relaxed);
+        previous & WAITERS != 0
     }
 
     /// One visit of the clock hand.
@@ -348,93 +453,17 @@ impl PageLatch {
         }
     }
 
-    /// Sets `WAITERS` if `state` is still current. Called with the frame's
-    /// wait-queue mutex held.
-    fn announce_waiter(&self, state: u64) -> bool {
-        state & WAITERS != 0
+    /// Sets `WAITERS` (and with `pending`, `PENDING`) if `state` is still
+    /// current. Called with the frame's wait-queue mutex held. Returns
+    /// whether the flags are set now, so the caller may sleep.
+    fn announce_waiter(&self, state: u64, pending: bool) -> bool {
+        let flags = if pending { WAITERS | PENDING } else { WAITERS };
+        state & flags == flags
             || self
                 .state
-                .compare_exchange(state, state | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(state, state | flags, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
-}
-
-/// Parking places for threads blocked on a latch, shared among frames by
-/// hashing the frame id.
-#[derive(Debug)]
-pub(crate) struct WaitQueues {
-    slots: Box<[CachePadded<WaitSlot>]>,
-}
-
-#[derive(Debug, Default)]
-struct WaitSlot {
-    mutex: Mutex<()>,
-    condvar: Condvar,
-}
-
-impl WaitQueues {
-    /// `slot_count` parking places (at least one).
-    pub(crate) fn new(slot_count: usize) -> WaitQueues {
-        WaitQueues {
-            slots: (0..slot_count.max(1))
-                .map(|_| CachePadded::new(WaitSlot::default()))
-                .collect(),
-        }
-    }
-
-    fn slot(&self, frame_id: usize) -> &WaitSlot {
-        &self.slots[frame_id % self.slots.len()]
-    }
-
-    /// Wakes every thread parked for `frame_id` (and its hash neighbours,
-    /// which re-check and sleep again).
-    pub(crate) fn wake(&self, frame_id: usize) {
-        let slot = self.slot(frame_id);
-        drop(lock(&slot.mutex));
-        slot.condvar.notify_all();
-    }
-
-    /// Waits until `blocked(state)` is false: spins with backoff first, then
-    /// parks. The caller must hold no epoch pin and no latch that the
-    /// awaited holder could need.
-    pub(crate) fn wait_while(
-        &self,
-        latch: &PageLatch,
-        frame_id: usize,
-        blocked: impl Fn(u64) -> bool,
-    ) {
-        let backoff = Backoff::new();
-        while !backoff.is_completed() {
-            if !blocked(latch.load()) {
-                return;
-            }
-            backoff.snooze();
-        }
-        let slot = self.slot(frame_id);
-        let mut guard = lock(&slot.mutex);
-        loop {
-            let state = latch.load();
-            if !blocked(state) {
-                return;
-            }
-            if latch.announce_waiter(state) {
-                guard = slot
-                    .condvar
-                    .wait(guard)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-            }
-        }
-    }
-}
-
-/// Is a reader (shared or optimistic) blocked by `state`?
-pub(crate) fn blocks_reader(state: u64) -> bool {
-    state & EXCL != 0 && state & FREE == 0
-}
-
-/// Is a writer blocked by `state`?
-pub(crate) fn blocks_writer(state: u64) -> bool {
-    state & FREE == 0 && (state & EXCL != 0 || shared_count(state) != 0)
 }
 
 #[cfg(test)]

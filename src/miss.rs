@@ -2,18 +2,21 @@
 //!
 //! # Loading a page
 //!
-//! 1. Check the page id against its file (unknown file, page past the end).
+//! 1. Check the page id against its file (unknown file, page past the end),
+//!    and that the thread may block (not inside an optimistic closure).
 //! 2. Take a free frame ([`BufferPool::take_free_frame`]); it comes back
-//!    latched exclusively and unreachable.
-//! 3. Record the page id in the frame and insert `page → frame` in the
-//!    table. If another thread inserted the page first, give the frame back
-//!    (it was never published) and let the caller wait on the winner: one
-//!    read per page, however many threads miss it.
-//! 4. Drop the epoch pin and read the page from storage straight into the
-//!    frame; check its checksum.
-//! 5. On failure, unmap the page and retire the frame through the epoch;
-//!    waiters see `FREE` and look again. On success the caller gets the
-//!    frame still latched exclusively.
+//!    free and unreachable, off the free list.
+//! 3. Claim it for the page (the page id first, then `EXCL`, see
+//!    `FrameMeta::claim`) and insert `page → frame` in the table. If
+//!    another thread inserted the page first, give the frame back (it was
+//!    never published) and let the caller wait on the winner: one read per
+//!    page, however many threads miss it.
+//! 4. Read the page from storage straight into the frame, unpinned; check
+//!    its checksum.
+//! 5. On failure — an error, or a panic in the `Storage` — unmap the page
+//!    and retire the frame through the epoch (an [`Undo`] does it on both
+//!    ways out); waiters see `FREE` and look again. On success the caller
+//!    gets the frame still latched exclusively.
 //!
 //! # Free frames and eviction
 //!
@@ -21,7 +24,8 @@
 //! batch of frames: a first visit sets the mark, an access clears it, a
 //! second visit with the mark still set takes the frame exclusively. A
 //! dirty victim is written back first (WAL hook, checksum stamp, write); if
-//! that fails the page stays dirty and resident. The victim's table entry
+//! that fails, or the hook or the storage panics, the page stays dirty and
+//! resident and the frame is released. The victim's table entry
 //! is removed and the frame retired: it returns to the stack through an
 //! epoch-deferred closure, only when no pinned reader can still be reading
 //! it (DESIGN.md rule 6). A thread short of frames keeps nudging the epoch
@@ -37,11 +41,13 @@ use crossbeam_utils::Backoff;
 use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
+use crate::held::GuardKind;
 use crate::latch::{ClockVisit, DIRTY};
 use crate::page::{check_page, PageCheck, PageId};
 use crate::pool::{BufferPool, DataFile};
 use crate::stats::Counter;
 use crate::sync::{lock, pause, AtomicUsize, Mutex, Ordering};
+use crate::undo::Undo;
 
 /// Outcome of a load attempt.
 pub(crate) enum Load {
@@ -76,6 +82,11 @@ impl FreeFrames {
         lock(&self.stack).push(frame_id);
     }
 
+    /// Returns a frame taken from the stack and never claimed.
+    pub(crate) fn give_back(&self, frame_id: FrameId) {
+        self.push(frame_id);
+    }
+
     /// Returns `frame_id` to the stack once every reader pinned now has
     /// unpinned.
     fn retire(self: &Arc<Self>, frame_id: FrameId, guard: &Guard) {
@@ -99,9 +110,10 @@ impl BufferPool {
     /// Loads `page_id` into a frame; see the module docs.
     pub(crate) fn load(&self, page_id: PageId, slot: &ThreadSlot) -> Result<Load> {
         let file = self.file_of(page_id)?;
+        let _unpinned = slot.block(Some(page_id))?;
         let frame_id = self.take_free_frame(slot)?;
         let meta = self.frames.meta(frame_id);
-        meta.set_page_id(Some(page_id));
+        meta.claim(page_id);
         {
             let guard = slot.pin();
             if self.table.insert(page_id, frame_id, &guard).is_err() {
@@ -111,8 +123,11 @@ impl BufferPool {
             }
         }
         slot.stats.bump(Counter::Misses);
+        let _holding = slot.held.hold(frame_id, GuardKind::Exclusive);
+        // An error or a panic in the storage: waiters see `FREE` and load
+        // the page again.
+        let undo = Undo::new(|| self.unmap_and_retire(frame_id, page_id, slot));
         let read = {
-            let _suspended = slot.suspend();
             // The frame came off the free stack after its epoch grace period,
             // and a reader that finds it through the table sees `EXCL` first.
             // SAFETY: held exclusively and unreachable (`fill_bytes` contract).
@@ -133,16 +148,10 @@ impl BufferPool {
                 })
             }
         };
-        match read {
-            Ok(()) => {
-                debug_assert_eq!(meta.latch.load() & DIRTY, 0);
-                Ok(Load::Loaded(frame_id))
-            }
-            Err(error) => {
-                self.unmap_and_retire(frame_id, page_id, slot);
-                Err(error)
-            }
-        }
+        read?;
+        undo.disarm();
+        debug_assert_eq!(meta.latch.load() & DIRTY, 0);
+        Ok(Load::Loaded(frame_id))
     }
 
     fn check_loaded(&self, page_id: PageId, bytes: &[u8]) -> Result<()> {
@@ -200,7 +209,9 @@ impl BufferPool {
         self.free.push(frame_id);
     }
 
-    /// A free frame, latched exclusively and unreachable; evicts if needed.
+    /// A free frame (still `FREE`, off the free stack, unreachable; the
+    /// caller claims it for a page or gives it back); evicts if needed.
+    /// The caller has made sure the thread may block ([`ThreadSlot::block`]).
     ///
     /// Sweeps without pause while the clock has not yet gone twice round
     /// the pool (the first pass only sets marks); after that, and while
@@ -214,7 +225,6 @@ impl BufferPool {
         let backoff = Backoff::new();
         loop {
             if let Some(frame_id) = self.free.pop() {
-                self.frames.meta(frame_id).latch.claim_free();
                 return Ok(frame_id);
             }
             let pending = self.free.pending();
@@ -321,10 +331,12 @@ impl BufferPool {
             // exclusively, so the clock cannot have taken one.
             unreachable!("clock victim {frame_id} holds no page");
         };
-        if let Err(error) = self.prepare_eviction(frame_id, page_id, slot) {
-            self.release_exclusive(frame_id, false);
-            return Err(error);
-        }
+        let _holding = slot.held.hold(frame_id, GuardKind::Exclusive);
+        // A failed (or panicking) write-back or WAL hook: the page stays
+        // resident and dirty, and the frame is released.
+        let undo = Undo::new(|| self.release_exclusive(frame_id, false));
+        self.prepare_eviction(frame_id, page_id, slot)?;
+        undo.disarm();
         self.unmap_and_retire(frame_id, page_id, slot);
         slot.stats.bump(Counter::Evictions);
         Ok(())

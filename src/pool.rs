@@ -28,6 +28,30 @@
 //!
 //! A thread that must wait (for a writer, or another thread's load of the
 //! same page) drops its epoch pin first and parks; see [`crate::latch`].
+//!
+//! # Waiting only for what can end
+//!
+//! Before a thread waits for a frame, `wait_for_page` checks, in order:
+//!
+//! 1. The frame holds the page (a table hint can name another page's
+//!    frame; waiting for that page's holder could deadlock). The state is
+//!    read before the page id, and a claim publishes the page id before
+//!    its state, so the state's version belongs to this page's tenancy.
+//! 2. The state still blocks the access.
+//! 3. This thread does not hold a latch on the frame itself (its
+//!    [`HeldLatches`](crate::held)): if it does, waiting would never end.
+//!    A shared holder asking for another shared latch while a writer is
+//!    pending takes it at once (the writer waits for the first one); an
+//!    optimistic read of a page the thread holds exclusively reads it
+//!    directly (no one else can change it); everything else is
+//!    [`Error::SelfDeadlock`].
+//! 4. The thread is not pinned by an optimistic read's closure
+//!    ([`Error::WouldBlockWhilePinned`]).
+//!
+//! The wait itself ends when the state stops blocking, when the version
+//! moves (the frame may hold another page now), or after
+//! `latch_wait_timeout_ms` ([`Error::LatchTimeout`]). Only these slow paths
+//! pay for the checks; a hit runs none of them.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -41,8 +65,9 @@ use crate::epoch::{EpochDomain, ThreadSlot};
 use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
 use crate::guards::{PageMut, PageRef, ThreadPin};
+use crate::held::GuardKind;
 use crate::io::{DirectFile, Storage};
-use crate::latch::{blocks_reader, blocks_writer, Blocked, WaitQueues};
+use crate::latch::{Blocked, TimedOut, WaitQueues, Want};
 use crate::miss::{FreeFrames, Load};
 use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Stats};
@@ -58,6 +83,18 @@ enum Attempt {
     /// The closure ran, but the version moved or the frame held another
     /// page.
     NotValidated,
+}
+
+/// What a wait for a page's frame came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitEnd {
+    /// Try the frame again: the holder left, or the version moved.
+    Retry,
+    /// The frame holds another page: look the page up again, exactly.
+    Moved,
+    /// This thread itself holds a latch on the frame (which holds the
+    /// page), of this kind: the caller decides, since waiting cannot end.
+    HeldByCaller(GuardKind),
 }
 
 /// A data file registered in the pool.
@@ -227,12 +264,16 @@ impl BufferPool {
     }
 
     /// Takes a shared latch on `page_id`, loading it on a miss.
+    ///
+    /// A thread that already holds a shared guard on the page gets another
+    /// at once, even while a writer waits for the first. One that holds
+    /// the page's [`PageMut`] gets [`Error::SelfDeadlock`].
     pub fn read(&self, page_id: PageId) -> Result<PageRef<'_>> {
         let slot = self.epoch.slot();
         self.read_with(page_id, &slot)
     }
 
-    pub(crate) fn read_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageRef<'_>> {
+    pub(crate) fn read_with(&self, page_id: PageId, slot: &Rc<ThreadSlot>) -> Result<PageRef<'_>> {
         let mut exact = false;
         loop {
             let Some(frame_id) = self.lookup(page_id, slot, exact) else {
@@ -240,7 +281,7 @@ impl BufferPool {
                     if self.frames.meta(frame_id).latch.downgrade_clean() {
                         self.queues.wake(frame_id);
                     }
-                    return Ok(PageRef::new(self, frame_id, page_id));
+                    return Ok(PageRef::new(self, frame_id, page_id, slot));
                 }
                 continue;
             };
@@ -248,14 +289,34 @@ impl BufferPool {
             match meta.latch.try_lock_shared() {
                 Ok(()) if meta.page_id() == Some(page_id) => {
                     slot.stats.bump(Counter::Hits);
-                    return Ok(PageRef::new(self, frame_id, page_id));
+                    return Ok(PageRef::new(self, frame_id, page_id, slot));
                 }
                 Ok(()) => {
                     self.release_shared(frame_id);
                     exact = true;
                 }
-                Err(Blocked::Exclusive) => {
-                    exact = !self.wait_for_page(slot, frame_id, page_id, blocks_reader);
+                Err(Blocked::Exclusive | Blocked::Pending) => {
+                    match self.wait_for_page(slot, frame_id, page_id, Want::Shared)? {
+                        WaitEnd::Retry => exact = false,
+                        WaitEnd::Moved => exact = true,
+                        WaitEnd::HeldByCaller(GuardKind::Shared) => {
+                            // A recursive read while a writer waits for this
+                            // thread's first latch: it must not wait for that
+                            // writer.
+                            meta.latch
+                                .lock_shared_again()
+                                .map_err(|_| Error::TooManySharedGuards { page_id })?;
+                            slot.stats.bump(Counter::Hits);
+                            return Ok(PageRef::new(self, frame_id, page_id, slot));
+                        }
+                        WaitEnd::HeldByCaller(held) => {
+                            return Err(Error::SelfDeadlock {
+                                page_id,
+                                held,
+                                wanted: GuardKind::Shared,
+                            })
+                        }
+                    }
                 }
                 Err(Blocked::Overflow) => return Err(Error::TooManySharedGuards { page_id }),
                 Err(Blocked::Free | Blocked::Shared) => exact = true,
@@ -264,17 +325,22 @@ impl BufferPool {
     }
 
     /// Takes the exclusive latch on `page_id`, loading it on a miss.
+    ///
+    /// Once this call waits for the page's shared holders, new shared
+    /// guards wait for it (writers go first), so a stream of overlapping
+    /// readers cannot starve it. A thread that holds any guard on the page
+    /// gets [`Error::SelfDeadlock`].
     pub fn write(&self, page_id: PageId) -> Result<PageMut<'_>> {
         let slot = self.epoch.slot();
         self.write_with(page_id, &slot)
     }
 
-    pub(crate) fn write_with(&self, page_id: PageId, slot: &ThreadSlot) -> Result<PageMut<'_>> {
+    pub(crate) fn write_with(&self, page_id: PageId, slot: &Rc<ThreadSlot>) -> Result<PageMut<'_>> {
         let mut exact = false;
         loop {
             let Some(frame_id) = self.lookup(page_id, slot, exact) else {
                 if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
-                    return Ok(PageMut::new(self, frame_id, page_id, false));
+                    return Ok(PageMut::new(self, frame_id, page_id, false, slot));
                 }
                 continue;
             };
@@ -282,16 +348,26 @@ impl BufferPool {
             match meta.latch.try_lock_exclusive() {
                 Ok(()) if meta.page_id() == Some(page_id) => {
                     slot.stats.bump(Counter::Hits);
-                    return Ok(PageMut::new(self, frame_id, page_id, false));
+                    return Ok(PageMut::new(self, frame_id, page_id, false, slot));
                 }
                 Ok(()) => {
                     self.release_exclusive(frame_id, false);
                     exact = true;
                 }
                 Err(Blocked::Exclusive | Blocked::Shared) => {
-                    exact = !self.wait_for_page(slot, frame_id, page_id, blocks_writer);
+                    match self.wait_for_page(slot, frame_id, page_id, Want::Exclusive)? {
+                        WaitEnd::Retry => exact = false,
+                        WaitEnd::Moved => exact = true,
+                        WaitEnd::HeldByCaller(held) => {
+                            return Err(Error::SelfDeadlock {
+                                page_id,
+                                held,
+                                wanted: GuardKind::Exclusive,
+                            })
+                        }
+                    }
                 }
-                Err(Blocked::Free | Blocked::Overflow) => exact = true,
+                Err(Blocked::Free | Blocked::Overflow | Blocked::Pending) => exact = true,
             }
         }
     }
@@ -304,6 +380,14 @@ impl BufferPool {
     /// [`OptimisticView`]. After `optimistic_retries` failed validations
     /// the read runs once more under the shared latch. On a miss the page
     /// is loaded and `read` runs under the shared latch.
+    ///
+    /// If this thread holds the page's [`PageMut`], `read` runs once on the
+    /// page as the guard has left it (no other thread can change it).
+    ///
+    /// Inside `read`, pool calls that hit are allowed; one that would wait
+    /// (for a latch, a free frame or I/O) returns
+    /// [`Error::WouldBlockWhilePinned`] instead, since the closure's epoch
+    /// pin must not be held while waiting.
     pub fn optimistic<R>(
         &self,
         page_id: PageId,
@@ -319,7 +403,7 @@ impl BufferPool {
     pub(crate) fn optimistic_with<R>(
         &self,
         page_id: PageId,
-        slot: &ThreadSlot,
+        slot: &Rc<ThreadSlot>,
         mut read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
         let guard = slot.pin();
@@ -375,7 +459,7 @@ impl BufferPool {
     fn optimistic_retry<R>(
         &self,
         page_id: PageId,
-        slot: &ThreadSlot,
+        slot: &Rc<ThreadSlot>,
         mut failed: Option<(FrameId, Attempt)>,
         mut read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
@@ -392,7 +476,19 @@ impl BufferPool {
                         return Ok(read(page.view()));
                     }
                 }
-                exact = !self.wait_for_page(slot, frame_id, page_id, blocks_reader);
+                match self.wait_for_page(slot, frame_id, page_id, Want::Optimistic)? {
+                    WaitEnd::Retry | WaitEnd::HeldByCaller(GuardKind::Shared) => exact = false,
+                    WaitEnd::Moved => exact = true,
+                    WaitEnd::HeldByCaller(GuardKind::Exclusive) => {
+                        // This thread is the page's writer: nobody else can
+                        // store to it, so the read sees the page as this
+                        // thread's guard has left it.
+                        slot.stats.bump(Counter::Hits);
+                        let meta = self.frames.meta(frame_id);
+                        let words = self.frames.words(frame_id);
+                        return Ok(meta.access.read(|| read(OptimisticView::new(words))));
+                    }
+                }
             }
             let guard = slot.pin();
             let Some(frame_id) = self.find(page_id, exact, &guard) else {
@@ -401,7 +497,7 @@ impl BufferPool {
                     if self.frames.meta(frame_id).latch.downgrade_clean() {
                         self.queues.wake(frame_id);
                     }
-                    let page = PageRef::new(self, frame_id, page_id);
+                    let page = PageRef::new(self, frame_id, page_id, slot);
                     return Ok(read(page.view()));
                 }
                 continue;
@@ -418,33 +514,35 @@ impl BufferPool {
     pub fn allocate(&self, file_id: FileId) -> Result<(PageId, PageMut<'_>)> {
         let file = self.file(file_id)?;
         let slot = self.epoch.slot();
+        // Taking a frame may evict (I/O) or wait for the epoch.
+        let _unpinned = slot.block(None)?;
         let frame_id = self.take_free_frame(&slot)?;
         let page_no = file.page_count.fetch_add(1, Ordering::AcqRel);
         if page_no >= MAX_PAGES_PER_FILE {
             file.page_count.fetch_sub(1, Ordering::AcqRel);
-            self.free_unpublished(frame_id);
+            self.free.give_back(frame_id);
             return Err(Error::PageOutOfRange {
                 page_id: PageId::new(file_id, page_no),
                 page_count: MAX_PAGES_PER_FILE,
             });
         }
         let page_id = PageId::new(file_id, page_no);
+        self.frames.meta(frame_id).claim(page_id);
         self.frames.zero(frame_id);
-        self.frames.meta(frame_id).set_page_id(Some(page_id));
         let inserted = {
             let guard = slot.pin();
             self.table.insert(page_id, frame_id, &guard)
         };
         slot.stats.bump(Counter::Misses);
         if inserted.is_ok() {
-            return Ok((page_id, PageMut::new(self, frame_id, page_id, true)));
+            return Ok((page_id, PageMut::new(self, frame_id, page_id, true, &slot)));
         }
         // Another thread read the new page number between our bump of the
         // page count and our insert, and loaded it (as a never-written zero
         // page). Use its frame: take it exclusively and hand it out zeroed.
         self.frames.meta(frame_id).set_page_id(None);
         self.free_unpublished(frame_id);
-        let mut page = self.write(page_id)?;
+        let mut page = self.write_with(page_id, &slot)?;
         page.fill(0);
         page.set_lsn(0);
         Ok((page_id, page))
@@ -496,37 +594,43 @@ impl BufferPool {
         }
     }
 
-    /// Parks (see [`wait`](Self::wait)) on `frame_id` while `blocked` holds
-    /// for its state, but only if the frame holds `page_id`: a table hint
-    /// can name a frame that holds another page (a slot refilled while it
-    /// was read), and waiting on that page's holder could deadlock with a
-    /// thread that waits for a guard this thread holds. Returns whether the
-    /// frame holds the page; if not, the caller looks the page up again
-    /// exactly (`lookup` with `exact`).
+    /// Waits on `frame_id` for `want`, after the checks of the module
+    /// docs ("Waiting only for what can end"): the frame must hold
+    /// `page_id`, still block `want`, and not be latched by this thread;
+    /// the thread must not be pinned by an optimistic closure. The wait
+    /// ends when the state stops blocking, when its version moves, or with
+    /// [`Error::LatchTimeout`].
     pub(crate) fn wait_for_page(
         &self,
         slot: &ThreadSlot,
         frame_id: FrameId,
         page_id: PageId,
-        blocked: fn(u64) -> bool,
-    ) -> bool {
+        want: Want,
+    ) -> Result<WaitEnd> {
         let meta = self.frames.meta(frame_id);
-        let state = meta.latch.load();
+        // State first, page id second: see the module docs.
+        let seen = meta.latch.load();
         if meta.page_id_raw() != page_id.raw() {
-            return false;
+            return Ok(WaitEnd::Moved);
         }
-        if blocked(state) {
-            self.wait(slot, frame_id, blocked);
+        if !want.blocked_by(seen) {
+            return Ok(WaitEnd::Retry);
         }
-        true
-    }
-
-    /// Drops this thread's pin and parks until `blocked` no longer holds
-    /// for the frame's state.
-    pub(crate) fn wait(&self, slot: &ThreadSlot, frame_id: FrameId, blocked: fn(u64) -> bool) {
-        let _suspended = slot.suspend();
-        self.queues
-            .wait_while(&self.frames.meta(frame_id).latch, frame_id, blocked);
+        if let Some(held) = slot.held.holds(frame_id) {
+            return Ok(WaitEnd::HeldByCaller(held));
+        }
+        let _unpinned = slot.block(Some(page_id))?;
+        let deadline = self.config.latch_deadline();
+        match self
+            .queues
+            .wait(&meta.latch, frame_id, seen, want, deadline)
+        {
+            Ok(()) => Ok(WaitEnd::Retry),
+            Err(TimedOut) => Err(Error::LatchTimeout {
+                page_id,
+                waited_ms: self.config.latch_wait_timeout_ms,
+            }),
+        }
     }
 
     pub(crate) fn release_shared(&self, frame_id: FrameId) {
@@ -553,6 +657,7 @@ impl BufferPool {
             .ok_or(Error::UnknownFile(file_id))
     }
 
+    /// This thread's slot in the pool.
     pub(crate) fn thread_slot(&self) -> Rc<ThreadSlot> {
         self.epoch.slot()
     }
@@ -563,8 +668,15 @@ impl Drop for BufferPool {
         if self.closed {
             return;
         }
-        if let Err(error) = self.flush_all() {
-            log::error!("pagepool: dropping the pool lost dirty pages: {error}");
+        // The flush runs user code (the WAL hook, the storage); a panic
+        // there must not escape a drop (during an unwind it would abort).
+        let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.flush_all()));
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => log::error!("pagepool: dropping the pool lost dirty pages: {error}"),
+            Err(_) => {
+                log::error!("pagepool: dropping the pool lost dirty pages: a panic in the flush")
+            }
         }
     }
 }
@@ -623,7 +735,8 @@ mod tests {
             let pool = &pool;
             s.spawn(move || {
                 let slot = pool.thread_slot();
-                assert!(!pool.wait_for_page(&slot, frame_of_q, p, blocks_reader));
+                let end = pool.wait_for_page(&slot, frame_of_q, p, Want::Shared);
+                assert_eq!(end.unwrap(), WaitEnd::Moved);
                 done_tx.send(()).unwrap();
             });
             let waited = done_rx.recv_timeout(std::time::Duration::from_secs(5));

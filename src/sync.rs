@@ -79,6 +79,33 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Sleeps on `condvar` (releasing `guard`) until notified or, in the std
+/// build, until `deadline`; returns the guard and whether the deadline has
+/// passed. The model checkers have no clock: there the deadline is ignored
+/// and only a notification (or a spurious wake-up) ends the sleep.
+pub(crate) fn sleep_until<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Option<std::time::Instant>,
+) -> (MutexGuard<'a, T>, bool) {
+    #[cfg(not(any(loom, feature = "shuttle")))]
+    if let Some(deadline) = deadline {
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            return (guard, true);
+        };
+        let (guard, result) = condvar
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        return (guard, result.timed_out());
+    }
+    #[cfg(any(loom, feature = "shuttle"))]
+    let _ = deadline;
+    let guard = condvar
+        .wait(guard)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (guard, false)
+}
+
 /// Pauses a thread that waits for something another thread must do
 /// (frames coming back through the epoch): sleeps briefly in production,
 /// yields to the scheduler under a model checker (which has no clock).

@@ -171,31 +171,42 @@ fn shared_count_overflow_is_reported() {
     assert_eq!(latch.try_lock_shared(), Err(Blocked::Overflow));
 }
 
+/// Parks a thread on `latch` (frame 1 of `queues`) for `want`, from the
+/// state seen now; returns its handle once it has parked (WAITERS set).
+fn park(
+    latch: &std::sync::Arc<PageLatch>,
+    queues: &std::sync::Arc<WaitQueues>,
+    want: Want,
+    deadline: Option<std::time::Instant>,
+) -> std::thread::JoinHandle<Result<(), TimedOut>> {
+    let seen = latch.load();
+    assert!(want.blocked_by(seen));
+    let waiter = {
+        let (latch, queues) = (std::sync::Arc::clone(latch), std::sync::Arc::clone(queues));
+        std::thread::spawn(move || queues.wait(&latch, 1, seen, want, deadline))
+    };
+    while latch.load() & WAITERS == 0 {
+        std::thread::yield_now();
+    }
+    waiter
+}
+
 #[test]
 fn waiter_is_woken_by_exclusive_release() {
     use std::sync::Arc;
     let latch = Arc::new(resident());
     let queues = Arc::new(WaitQueues::new(4));
     latch.try_lock_exclusive().unwrap();
-    let waiter = {
-        let (latch, queues) = (Arc::clone(&latch), Arc::clone(&queues));
-        std::thread::spawn(move || {
-            queues.wait_while(&latch, 1, blocks_reader);
-            latch.try_lock_shared().unwrap();
-            assert!(!latch.unlock_shared());
-        })
-    };
-    // Let the waiter reach the parked phase.
-    while latch.load() & WAITERS == 0 {
-        std::thread::yield_now();
-    }
+    let waiter = park(&latch, &queues, Want::Shared, None);
     assert!(
         latch.unlock_exclusive(true),
         "release must report the parked waiter"
     );
     queues.wake(1);
-    waiter.join().unwrap();
+    assert_eq!(waiter.join().unwrap(), Ok(()));
     assert_eq!(latch.load() & WAITERS, 0);
+    latch.try_lock_shared().unwrap();
+    assert!(!latch.unlock_shared());
 }
 
 #[test]
@@ -205,19 +216,105 @@ fn writer_parked_on_shared_holders_is_woken_by_last_release() {
     let queues = Arc::new(WaitQueues::new(1));
     latch.try_lock_shared().unwrap();
     latch.try_lock_shared().unwrap();
-    let writer = {
-        let (latch, queues) = (Arc::clone(&latch), Arc::clone(&queues));
-        std::thread::spawn(move || {
-            queues.wait_while(&latch, 0, blocks_writer);
-            latch.try_lock_exclusive().unwrap();
-            assert!(!latch.unlock_exclusive(true));
-        })
-    };
-    while latch.load() & WAITERS == 0 {
-        std::thread::yield_now();
-    }
+    let writer = park(&latch, &queues, Want::Exclusive, None);
+    assert_ne!(latch.load() & PENDING, 0, "a parked writer is pending");
+    assert_eq!(latch.try_lock_shared(), Err(Blocked::Pending));
     assert!(!latch.unlock_shared(), "one holder left: no wake yet");
     assert!(latch.unlock_shared(), "last holder wakes the writer");
-    queues.wake(0);
-    writer.join().unwrap();
+    queues.wake(1);
+    assert_eq!(writer.join().unwrap(), Ok(()));
+    latch.try_lock_exclusive().unwrap();
+    assert_eq!(
+        latch.load() & PENDING,
+        0,
+        "the writer's acquisition clears PENDING"
+    );
+    assert!(!latch.unlock_exclusive(true));
+}
+
+/// A waiter must not go on waiting for the frame's next tenant: it slept
+/// through the eviction (no wake-up reached it), and the frame was claimed
+/// and latched again for another page. Its version moved, so it stops.
+#[test]
+fn a_wait_ends_when_the_frame_changes_hands_unseen() {
+    use std::sync::Arc;
+    let latch = Arc::new(resident());
+    let queues = Arc::new(WaitQueues::new(4));
+    latch.try_lock_exclusive().unwrap();
+    let seen = latch.load();
+    // Evicted and reclaimed without a wake-up: the waiter, had it parked
+    // on `seen`, would see EXCL again now.
+    let _ = latch.evict();
+    latch.claim_free();
+    assert!(Want::Shared.blocked_by(latch.load()));
+    assert_eq!(queues.wait(&latch, 1, seen, Want::Shared, None), Ok(()));
+    // And one that parked is woken by the version move, not by the holder
+    // of the next tenancy.
+    let waiter = park(&latch, &queues, Want::Exclusive, None);
+    let _ = latch.evict();
+    latch.claim_free();
+    queues.wake(1);
+    assert_eq!(waiter.join().unwrap(), Ok(()));
+    assert_ne!(
+        latch.load() & EXCL,
+        0,
+        "the new tenant's loader still holds it"
+    );
+}
+
+#[test]
+fn pending_writer_lets_holders_take_more_but_no_one_new() {
+    let latch = resident();
+    latch.try_lock_shared().unwrap();
+    assert!(latch.mark_pending(latch.load()));
+    assert_eq!(latch.try_lock_shared(), Err(Blocked::Pending));
+    let begin = latch
+        .optimistic_begin()
+        .expect("optimistic readers ignore PENDING");
+    assert!(latch.optimistic_validate(begin));
+    latch.lock_shared_again().unwrap();
+    assert_eq!(shared_count(latch.load()), 2);
+    assert!(!latch.unlock_shared());
+    assert!(!latch.unlock_shared());
+    assert_eq!(latch.clock_visit(), ClockVisit::Marked);
+    assert!(!latch.mark_pending(latch.load()) || latch.load() & PENDING != 0);
+    latch.try_lock_exclusive().unwrap();
+    assert_eq!(latch.load() & PENDING, 0);
+    assert!(!latch.unlock_exclusive(false));
+}
+
+#[test]
+fn a_writer_that_times_out_withdraws_pending_and_wakes_readers() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let latch = Arc::new(resident());
+    let queues = Arc::new(WaitQueues::new(4));
+    latch.try_lock_shared().unwrap();
+    latch.mark_pending(latch.load());
+    // A reader held off by the pending writer parks too.
+    let reader = park(&latch, &queues, Want::Shared, None);
+    let deadline = Instant::now() + Duration::from_millis(50);
+    let seen = latch.load();
+    assert_eq!(
+        queues.wait(&latch, 1, seen, Want::Exclusive, Some(deadline)),
+        Err(TimedOut)
+    );
+    assert_eq!(latch.load() & PENDING, 0, "withdrawn");
+    assert_eq!(reader.join().unwrap(), Ok(()), "the reader was woken");
+    latch.try_lock_shared().unwrap();
+    assert_eq!(shared_count(latch.load()), 2);
+}
+
+#[test]
+fn eviction_clears_pending_and_a_claim_starts_clean() {
+    let latch = resident();
+    latch.try_lock_shared().unwrap();
+    latch.mark_pending(latch.load());
+    assert!(!latch.unlock_shared());
+    assert_eq!(latch.clock_visit(), ClockVisit::Marked);
+    assert_eq!(latch.clock_visit(), ClockVisit::Victim);
+    let _ = latch.evict();
+    assert_eq!(latch.load() & (PENDING | WAITERS | EXCL), 0);
+    latch.claim_free();
+    assert_eq!(latch.load() & (PENDING | WAITERS | DIRTY | FREE), 0);
 }
