@@ -744,4 +744,100 @@ mod tests {
             assert!(waited.is_ok(), "parked on the frame of {q} for {p}");
         });
     }
+
+    /// A relay of readers that overlap without end — each takes the
+    /// page's shared latch before the one before it lets go — and one
+    /// writer. The shared count never reaches zero on its own, so the
+    /// writer gets through only if readers step aside once it waits: after
+    /// it is pending, no reader that was not already in may enter
+    /// (`late` counts those that did; a reader that entered just before
+    /// the writer arrived can count too, at most one per reader).
+    #[test]
+    fn a_writer_is_not_starved_by_overlapping_readers() {
+        use crate::latch::PENDING;
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::sync::{Condvar, Mutex};
+        const READERS: usize = 3;
+        const STEPS: usize = 3_000;
+        const WRITER_FROM: usize = 10;
+        let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let (page_id, page) = pool.allocate(file).unwrap();
+        drop(page);
+        let frame_id = pool.lookup(page_id, &pool.thread_slot(), false).unwrap();
+        let pending = || pool.frames.meta(frame_id).latch.load() & PENDING != 0;
+        let turn = (Mutex::new(0usize), Condvar::new());
+        let wait_turn = |step: usize| {
+            let mut now = turn.0.lock().unwrap();
+            while *now < step {
+                now = turn.1.wait(now).unwrap();
+            }
+        };
+        let acquired = AtomicUsize::new(0);
+        let late = AtomicUsize::new(0);
+        let writer_done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for reader in 0..READERS {
+                let (pool, wait_turn, turn) = (&pool, &wait_turn, &turn);
+                let (acquired, late, pending) = (&acquired, &late, &pending);
+                s.spawn(move || {
+                    for step in (reader..STEPS).step_by(READERS) {
+                        wait_turn(step);
+                        let guard = pool.read(page_id).unwrap();
+                        if pending() {
+                            late.fetch_add(1, Ordering::SeqCst);
+                        }
+                        acquired.store(step + 1, Ordering::SeqCst);
+                        *turn.0.lock().unwrap() = step + 1;
+                        turn.1.notify_all();
+                        // Overlap: hold on until the next reader is in, or
+                        // a writer waits.
+                        while step + 1 < STEPS
+                            && acquired.load(Ordering::SeqCst) < step + 2
+                            && !pending()
+                        {
+                            std::thread::yield_now();
+                        }
+                        drop(guard);
+                    }
+                });
+            }
+            s.spawn(|| {
+                wait_turn(WRITER_FROM);
+                pool.write(page_id).unwrap().store_u64(0, 1).unwrap();
+                writer_done.store(true, Ordering::SeqCst);
+            });
+        });
+        assert!(writer_done.load(Ordering::SeqCst));
+        let late = late.load(Ordering::SeqCst);
+        assert!(
+            late <= READERS,
+            "{late} shared latches were granted while a writer waited"
+        );
+    }
+
+    /// A thread that holds a shared guard takes another while a writer
+    /// waits for the first: the writer waits for this thread, so this
+    /// thread must not wait for the writer.
+    #[test]
+    fn a_recursive_read_goes_ahead_of_a_pending_writer() {
+        use crate::latch::PENDING;
+        let pool = BufferPool::open(PoolConfig::new(4).latch_wait_timeout_ms(5_000)).unwrap();
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let (page_id, page) = pool.allocate(file).unwrap();
+        drop(page);
+        let frame_id = pool.lookup(page_id, &pool.thread_slot(), false).unwrap();
+        std::thread::scope(|s| {
+            let first = pool.read(page_id).unwrap();
+            let writer = s.spawn(|| pool.write(page_id).map(|_| ()));
+            while pool.frames.meta(frame_id).latch.load() & PENDING == 0 {
+                std::thread::yield_now();
+            }
+            let second = pool.read(page_id).expect("a recursive read does not wait");
+            let pin = pool.pin_thread();
+            let third = pin.read(page_id).expect("nor through the thread's handle");
+            drop((first, second, third, pin));
+            writer.join().unwrap().expect("the writer got in once the reads ended");
+        });
+    }
 }
