@@ -14,7 +14,10 @@ use crate::table::PageTable;
 #[cfg(loom)]
 pub type StateWord = loom::sync::atomic::AtomicU64;
 /// The atomic type of a state word.
-#[cfg(not(loom))]
+#[cfg(feature = "shuttle")]
+pub type StateWord = shuttle::sync::atomic::AtomicU64;
+/// The atomic type of a state word.
+#[cfg(not(any(loom, feature = "shuttle")))]
 pub type StateWord = std::sync::atomic::AtomicU64;
 
 /// Exclusive-holder bit of a state word.
@@ -25,6 +28,8 @@ pub const FREE: u64 = latch::FREE;
 pub const DIRTY: u64 = latch::DIRTY;
 /// Parked-waiters bit of a state word.
 pub const WAITERS: u64 = latch::WAITERS;
+/// Writer-pending bit of a state word.
+pub const PENDING: u64 = latch::PENDING;
 pub use crossbeam_epoch as epoch;
 
 /// The shared-holder count of a state word.

@@ -25,7 +25,7 @@ pub use config::{PoolConfig, WalHook, MAX_FRAMES};
 pub use error::{Error, Result};
 pub use guards::{PageMut, PageRef, ThreadPin};
 pub use held::GuardKind;
-pub use io::{DirectFile, IoMode, MemoryStorage, Storage};
+pub use io::{DirectFile, FileIdentity, IoMode, MemoryStorage, Storage};
 pub use io::{FaultController, FaultKind, FaultStats, Faulty, IoOp};
 pub use page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE, PAGE_DATA_SIZE, PAGE_SIZE};
 pub use pool::{BufferPool, CloseError};

@@ -53,7 +53,7 @@
 //! `latch_wait_timeout_ms` ([`Error::LatchTimeout`]). Only these slow paths
 //! pay for the checks; a hit runs none of them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -66,7 +66,7 @@ use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
 use crate::guards::{PageMut, PageRef, ThreadPin};
 use crate::held::GuardKind;
-use crate::io::{DirectFile, Storage};
+use crate::io::{DirectFile, FileIdentity, Storage};
 use crate::latch::{Blocked, TimedOut, WaitQueues, Want};
 use crate::miss::{FreeFrames, Load};
 use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
@@ -97,10 +97,20 @@ pub(crate) enum WaitEnd {
     HeldByCaller(GuardKind),
 }
 
+/// The file id of the open file with this identity, if any.
+fn find_identity(files: &[Arc<DataFile>], identity: FileIdentity) -> Option<FileId> {
+    files
+        .iter()
+        .position(|file| file.identity == Some(identity))
+        .map(|index| FileId(index as u16))
+}
+
 /// A data file registered in the pool.
 #[derive(Debug)]
 pub(crate) struct DataFile {
     pub(crate) storage: Box<dyn Storage>,
+    /// The file's device and inode, if the store is a file.
+    pub(crate) identity: Option<FileIdentity>,
     /// Pages in the file, allocated pages included; only grows.
     pub(crate) page_count: AtomicU64,
     /// Writes not yet made durable (see `durability.rs`).
@@ -199,30 +209,61 @@ impl BufferPool {
     }
 
     /// Opens (creating with mode 0600 if absent) a data file with the
-    /// configured [`IoMode`](crate::IoMode).
+    /// configured [`IoMode`](crate::IoMode), and locks it for this pool.
+    ///
+    /// A file already open in this pool, under any path, is
+    /// [`Error::AlreadyOpen`]; one locked by another open (another process,
+    /// another pool) is [`Error::FileLocked`].
     pub fn open_file(&self, path: impl AsRef<Path>) -> Result<FileId> {
+        let path = path.as_ref();
+        // Before locking: our own lock would make a second open of a file
+        // this pool holds look like someone else's.
+        if let Ok(identity) = FileIdentity::of_path(path) {
+            self.refuse_open_twice(Some(identity), path)?;
+        }
         let file = DirectFile::open(path, self.config.io_mode)?;
         self.open_storage(Box::new(file))
     }
 
     /// Registers any [`Storage`] as a data file (in-memory stores for tests,
-    /// fault injectors).
+    /// fault injectors). A store whose [`Storage::file_identity`] is that
+    /// of a file already open here is refused ([`Error::AlreadyOpen`]).
     pub fn open_storage(&self, storage: Box<dyn Storage>) -> Result<FileId> {
+        let describe = || PathBuf::from(format!("{storage:?}"));
         let page_count = storage.page_count().map_err(|source| Error::Open {
-            path: format!("{storage:?}").into(),
+            path: describe(),
             source,
         })?;
+        let identity = storage.file_identity();
         let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(file_id) = identity.and_then(|id| find_identity(&files, id)) {
+            return Err(Error::AlreadyOpen {
+                path: describe(),
+                file_id,
+            });
+        }
         if files.len() >= MAX_FILES {
             return Err(Error::TooManyFiles(MAX_FILES));
         }
         let file_id = FileId(files.len() as u16);
         files.push(Arc::new(DataFile {
             storage,
+            identity,
             page_count: AtomicU64::new(page_count),
             sync: SyncTracker::default(),
         }));
         Ok(file_id)
+    }
+
+    fn refuse_open_twice(&self, identity: Option<FileIdentity>, path: &Path) -> Result<()> {
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        match identity.and_then(|id| find_identity(&files, id)) {
+            Some(file_id) => Err(Error::AlreadyOpen {
+                path: path.to_path_buf(),
+                file_id,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Pages in `file_id`, allocated pages included.
@@ -751,7 +792,10 @@ mod tests {
     /// writer gets through only if readers step aside once it waits: after
     /// it is pending, no reader that was not already in may enter
     /// (`late` counts those that did; a reader that entered just before
-    /// the writer arrived can count too, at most one per reader).
+    /// the writer arrived can count too, at most one per reader). A holder
+    /// lets go without the next reader only when that reader has been
+    /// trying for a while and a writer is pending: with readers that step
+    /// aside it never gets in, and the writer must go first.
     #[test]
     fn a_writer_is_not_starved_by_overlapping_readers() {
         use crate::latch::PENDING;
@@ -774,15 +818,17 @@ mod tests {
             }
         };
         let acquired = AtomicUsize::new(0);
+        let entering = AtomicUsize::new(0);
         let late = AtomicUsize::new(0);
         let writer_done = AtomicBool::new(false);
         std::thread::scope(|s| {
             for reader in 0..READERS {
                 let (pool, wait_turn, turn) = (&pool, &wait_turn, &turn);
-                let (acquired, late, pending) = (&acquired, &late, &pending);
+                let (acquired, entering, late, pending) = (&acquired, &entering, &late, &pending);
                 s.spawn(move || {
                     for step in (reader..STEPS).step_by(READERS) {
                         wait_turn(step);
+                        entering.store(step + 1, Ordering::SeqCst);
                         let guard = pool.read(page_id).unwrap();
                         if pending() {
                             late.fetch_add(1, Ordering::SeqCst);
@@ -791,11 +837,16 @@ mod tests {
                         *turn.0.lock().unwrap() = step + 1;
                         turn.1.notify_all();
                         // Overlap: hold on until the next reader is in, or
-                        // a writer waits.
-                        while step + 1 < STEPS
-                            && acquired.load(Ordering::SeqCst) < step + 2
-                            && !pending()
-                        {
+                        // has been held off for 20 ms while a writer waits.
+                        let mut trying_since = None;
+                        while step + 1 < STEPS && acquired.load(Ordering::SeqCst) < step + 2 {
+                            if pending() && entering.load(Ordering::SeqCst) == step + 2 {
+                                let since =
+                                    *trying_since.get_or_insert_with(std::time::Instant::now);
+                                if since.elapsed() > std::time::Duration::from_millis(20) {
+                                    break;
+                                }
+                            }
                             std::thread::yield_now();
                         }
                         drop(guard);
@@ -837,7 +888,10 @@ mod tests {
             let pin = pool.pin_thread();
             let third = pin.read(page_id).expect("nor through the thread's handle");
             drop((first, second, third, pin));
-            writer.join().unwrap().expect("the writer got in once the reads ended");
+            writer
+                .join()
+                .unwrap()
+                .expect("the writer got in once the reads ended");
         });
     }
 }

@@ -60,18 +60,111 @@ fn flush_all_makes_pages_durable_without_close() {
     page.write_at(0, b"durable").unwrap();
     drop(page);
     pool.flush_all().unwrap();
-    // A second pool over the same file sees the data (the first is still open).
+    // The bytes are on disk, whatever the pool does next: read them with
+    // plain buffered I/O while the pool still holds the file.
+    let bytes = std::fs::read(&path).unwrap();
+    let offset = page_id.page_no() as usize * pagepool::PAGE_SIZE;
+    assert_eq!(&bytes[offset..offset + 7], b"durable");
+    // Its pages have one owner: a second pool cannot open the file until
+    // the first lets go of it.
     let other = BufferPool::open(PoolConfig::new(4)).unwrap();
+    let err = other.open_file(&path).unwrap_err();
+    assert!(matches!(err, Error::FileLocked { .. }), "{err}");
+    drop(pool);
     let other_file = other.open_file(&path).unwrap();
-    assert_eq!(
-        &other
-            .read(PageId::new(other_file, page_id.page_no()))
-            .unwrap()[..7],
-        b"durable"
-    );
+    let page = other
+        .read(PageId::new(other_file, page_id.page_no()))
+        .unwrap();
+    assert_eq!(&page[..7], b"durable");
+    drop(page);
     drop(other);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One file, one owner: within a pool a second open of the same file, by
+/// any path, names the file id it is open under; another pool, or another
+/// process, finds it locked until the owner lets go.
+#[test]
+fn a_data_file_has_one_owner() {
+    let dir = common::scratch_dir("durability-one-owner");
+    let path = dir.join("data.db");
+    let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+    let file = pool.open_file(&path).unwrap();
+    drop(pool.allocate(file).unwrap());
+    let link = dir.join("link.db");
+    std::fs::hard_link(&path, &link).unwrap();
+    let dotted = dir.join(".").join("data.db");
+    for same in [&path, &link, &dotted] {
+        let err = pool.open_file(same).unwrap_err();
+        assert!(
+            matches!(err, Error::AlreadyOpen { file_id, .. } if file_id == file),
+            "{}: {err}",
+            same.display()
+        );
+        assert!(
+            err.to_string()
+                .contains("already open in this pool as file 0"),
+            "{err}"
+        );
+    }
+    let direct = pagepool::DirectFile::open(dir.join("other.db"), IoMode::Direct).unwrap();
+    let identity = direct.identity();
+    let other_id = pool.open_storage(Box::new(direct)).unwrap();
+    let again = std::sync::Arc::new(pagepool::MemoryStorage::new());
+    pool.open_storage(Box::new(again))
+        .expect("stores that are not files are not checked");
+    assert_eq!(
+        pagepool::FileIdentity::of_path(dir.join("other.db")).unwrap(),
+        identity
+    );
+    assert_ne!(other_id, file);
+
+    let second = BufferPool::open(PoolConfig::new(4)).unwrap();
+    let err = second.open_file(&link).unwrap_err();
+    assert!(matches!(err, Error::FileLocked { .. }), "{err}");
+    assert!(err.to_string().contains("locked by another owner"), "{err}");
+    drop(pool);
+    second.open_file(&link).expect("the owner has let go");
+    drop(second);
+
+    // Another process holds the lock.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lock_holder", "--ignored", "--nocapture"])
+        .env(LOCK_HOLDER_PATH, &path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert!(
+        lines.any(|line| line.unwrap().trim() == "LOCKED"),
+        "the child never took the lock"
+    );
+    let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+    let err = pool.open_file(&path).unwrap_err();
+    assert!(matches!(err, Error::FileLocked { .. }), "{err}");
+    drop(child.stdin.take()); // the child exits, and its lock goes with it
+    assert!(child.wait().unwrap().success());
+    pool.open_file(&path).expect("the other process has let go");
     drop(pool);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const LOCK_HOLDER_PATH: &str = "PAGEPOOL_TEST_LOCK_HOLDER_PATH";
+
+/// The other process of `a_data_file_has_one_owner`: opens the file, says
+/// so, and holds it until its stdin closes.
+#[test]
+#[ignore = "a child process of a_data_file_has_one_owner"]
+fn lock_holder() {
+    let Some(path) = std::env::var_os(LOCK_HOLDER_PATH) else {
+        return;
+    };
+    let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+    pool.open_file(path).unwrap();
+    println!("\nLOCKED");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut rest);
 }
 
 #[test]

@@ -263,6 +263,162 @@ fn contended_misses_under_pct_schedules() {
     Runner::new(PctScheduler::new(3, iterations()), config).run(contended_misses);
 }
 
+/// A store of `pages` pages, page `n` whole with counter 0.
+fn seeded(pages: u64) -> Arc<MemoryStorage> {
+    let storage = Arc::new(MemoryStorage::new());
+    let (pool, file) = open(&storage);
+    for page_no in 0..pages {
+        let (_, mut page) = pool.allocate(file).unwrap();
+        for index in 0..WORDS {
+            page.store_u64(index * 8, word(page_no, 0, index)).unwrap();
+        }
+    }
+    Arc::into_inner(pool).unwrap().close().unwrap();
+    storage
+}
+
+/// Item 1 of the liveness issue: T holds `PageMut(Y)` and waits for X;
+/// U's miss of Z evicts X and reloads its frame with Z, and U, holding
+/// `PageMut(Z)`, wants Y. A waiter that kept waiting on the frame (now
+/// Z's) would wait for U, who waits for T: the run must complete.
+fn frame_changes_hands_under_a_waiter() {
+    const Y: u64 = 0;
+    const X: u64 = 1;
+    const W: u64 = 2;
+    const Z: u64 = 3;
+    let storage = seeded(4);
+    let pool = BufferPool::open(PoolConfig::new(3).evict_batch(1)).unwrap();
+    let file = pool.open_storage(Box::new(storage)).unwrap();
+    let page = move |n| PageId::new(file, n);
+    // Y, X, W in frames 0, 1, 2; Y and W read twice (off probation), so
+    // the clock's first victim is X.
+    for n in [Y, Y, X, W, W] {
+        drop(pool.read(page(n)).unwrap());
+    }
+    let pool = Arc::new(pool);
+    let t = {
+        let pool = pool.clone();
+        shuttle::thread::spawn(move || {
+            let y = pool.write(page(Y)).unwrap();
+            let x = pool.write(page(X)).unwrap();
+            drop((x, y));
+        })
+    };
+    let u = {
+        let pool = pool.clone();
+        shuttle::thread::spawn(move || {
+            let z = pool.write(page(Z)).unwrap();
+            let y = pool.write(page(Y)).unwrap();
+            drop((y, z));
+        })
+    };
+    t.join().unwrap();
+    u.join().unwrap();
+}
+
+#[test]
+fn a_waiter_never_waits_for_its_frames_next_tenant() {
+    let mut config = Config::new();
+    config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
+    Runner::new(PctScheduler::new(3, iterations()), config).run(frame_changes_hands_under_a_waiter);
+    let mut config = Config::new();
+    config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
+    Runner::new(RandomScheduler::new(iterations()), config).run(frame_changes_hands_under_a_waiter);
+}
+
+/// Item 3: readers that overlap without end (each takes the shared latch
+/// before the one before it lets go) and one writer. Once the writer is
+/// pending, a reader that was not already in must not get in (`late`
+/// counts those that did; one that entered just before the writer came
+/// may count, at most one per reader). A holder lets go without the next
+/// reader only when that reader has been trying for a while and a writer
+/// is pending.
+fn overlapping_readers_and_a_writer() {
+    use pagepool::__model::{frame_states, PENDING};
+    use shuttle::sync::atomic::AtomicUsize;
+    use shuttle::sync::{Condvar, Mutex};
+    const READERS: usize = 3;
+    const STEPS: usize = 18;
+    const WRITER_FROM: usize = 2;
+    const PATIENCE: usize = 12;
+    let storage = seeded(1);
+    let (pool, file) = open(&storage);
+    let page_id = PageId::new(file, 0);
+    drop(pool.read(page_id).unwrap());
+    struct Relay {
+        turn: Mutex<usize>,
+        turned: Condvar,
+        acquired: AtomicUsize,
+        entering: AtomicUsize,
+        late: AtomicUsize,
+    }
+    let relay = Arc::new(Relay {
+        turn: Mutex::new(0),
+        turned: Condvar::new(),
+        acquired: AtomicUsize::new(0),
+        entering: AtomicUsize::new(0),
+        late: AtomicUsize::new(0),
+    });
+    let wait_turn = |relay: &Relay, step: usize| {
+        let mut now = relay.turn.lock().unwrap();
+        while *now < step {
+            now = relay.turned.wait(now).unwrap();
+        }
+    };
+    let pending = |pool: &BufferPool| frame_states(pool).iter().any(|s| s & PENDING != 0);
+    let mut threads = Vec::new();
+    for reader in 0..READERS {
+        let (pool, relay) = (pool.clone(), relay.clone());
+        threads.push(shuttle::thread::spawn(move || {
+            for step in (reader..STEPS).step_by(READERS) {
+                wait_turn(&relay, step);
+                relay.entering.store(step + 1, Ordering::SeqCst);
+                let guard = pool.read(page_id).unwrap();
+                if pending(&pool) {
+                    relay.late.fetch_add(1, Ordering::SeqCst);
+                }
+                relay.acquired.store(step + 1, Ordering::SeqCst);
+                *relay.turn.lock().unwrap() = step + 1;
+                relay.turned.notify_all();
+                let mut tried = 0;
+                while step + 1 < STEPS && relay.acquired.load(Ordering::SeqCst) < step + 2 {
+                    if pending(&pool) && relay.entering.load(Ordering::SeqCst) == step + 2 {
+                        tried += 1;
+                        if tried > PATIENCE {
+                            break;
+                        }
+                    }
+                    shuttle::thread::yield_now();
+                }
+                drop(guard);
+            }
+        }));
+    }
+    {
+        let (pool, relay) = (pool.clone(), relay.clone());
+        threads.push(shuttle::thread::spawn(move || {
+            wait_turn(&relay, WRITER_FROM);
+            pool.write(page_id).unwrap().store_u64(0, 0).unwrap();
+        }));
+    }
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let late = relay.late.load(Ordering::SeqCst);
+    assert!(
+        late <= READERS,
+        "{late} shared latches were granted while a writer waited"
+    );
+}
+
+#[test]
+fn a_writer_is_not_starved_by_overlapping_readers() {
+    let mut config = Config::new();
+    config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
+    Runner::new(RandomScheduler::new(iterations() / 4), config)
+        .run(overlapping_readers_and_a_writer);
+}
+
 /// Replays a saved failing schedule: `SHUTTLE_REPLAY=<file>`.
 #[test]
 #[ignore = "replays the schedule named by SHUTTLE_REPLAY"]

@@ -1,9 +1,24 @@
 //! Files read and written with `O_DIRECT`: pages go between the device and
 //! frame memory with no copy through the kernel page cache.
+//!
+//! # One owner
+//!
+//! Two opens of one data file would each cache its pages and overwrite
+//! each other's writes. So an open takes an exclusive, non-blocking
+//! `flock` on the file, held until the `DirectFile` drops (the kernel
+//! drops it with the descriptor, also when the process dies): a second
+//! open — from another process, or another pool in this one — fails with
+//! [`Error::FileLocked`]. The lock is advisory (it keeps out other
+//! pagepool opens, not a process that ignores it). A file system that
+//! cannot lock at all (`ENOLCK`, `EOPNOTSUPP`) is logged and opened
+//! anyway. Within one pool, the pool itself refuses a second open of the
+//! same [`FileIdentity`] with [`Error::AlreadyOpen`], naming the file id
+//! it is open under.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -21,19 +36,47 @@ pub enum IoMode {
     Buffered,
 }
 
-/// A data file of whole pages. New files are created with mode 0600.
+/// Which file a store is: the device and inode it lives at, the same
+/// under every path (hard links, symlinks, `..`) that leads to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    /// `st_dev`.
+    pub device: u64,
+    /// `st_ino`.
+    pub inode: u64,
+}
+
+impl FileIdentity {
+    /// The identity of the file at `path`, if it exists.
+    pub fn of_path(path: impl AsRef<Path>) -> io::Result<FileIdentity> {
+        Ok(FileIdentity::of(&std::fs::metadata(path)?))
+    }
+
+    fn of(metadata: &std::fs::Metadata) -> FileIdentity {
+        FileIdentity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+/// A data file of whole pages. New files are created with mode 0600, and
+/// every open file is locked (see the module docs).
 #[derive(Debug)]
 pub struct DirectFile {
     file: File,
     path: PathBuf,
     mode: IoMode,
+    identity: FileIdentity,
 }
 
 impl DirectFile {
-    /// Opens (creating if absent) the data file at `path`.
+    /// Opens (creating if absent) the data file at `path` and locks it.
     ///
-    /// Fails if the file's length is not a multiple of the page size, or if
-    /// `mode` is [`IoMode::Direct`] and the file system refuses `O_DIRECT`.
+    /// Fails if another open holds the file's lock
+    /// ([`Error::FileLocked`]), if the file's length is not a multiple of
+    /// the page size, or if `mode` is [`IoMode::Direct`] and the file
+    /// system refuses `O_DIRECT`.
     pub fn open(path: impl AsRef<Path>, mode: IoMode) -> Result<DirectFile> {
         let path = path.as_ref().to_path_buf();
         let mut options = OpenOptions::new();
@@ -46,11 +89,19 @@ impl DirectFile {
         let file = options
             .open(&path)
             .map_err(|source| open_error(&path, source))?;
-        let direct = DirectFile { file, path, mode };
-        let len_bytes = direct.len_bytes().map_err(|source| Error::Open {
-            path: direct.path.clone(),
+        let metadata = file.metadata().map_err(|source| Error::Open {
+            path: path.clone(),
             source,
         })?;
+        lock_exclusive(&file, &path)?;
+        let identity = FileIdentity::of(&metadata);
+        let direct = DirectFile {
+            file,
+            path,
+            mode,
+            identity,
+        };
+        let len_bytes = metadata.len();
         if len_bytes % PAGE_SIZE as u64 != 0 {
             return Err(Error::BadFileLength {
                 path: direct.path,
@@ -72,6 +123,11 @@ impl DirectFile {
     /// The I/O mode the file was opened with.
     pub fn mode(&self) -> IoMode {
         self.mode
+    }
+
+    /// The file's device and inode.
+    pub fn identity(&self) -> FileIdentity {
+        self.identity
     }
 
     fn len_bytes(&self) -> io::Result<u64> {
@@ -99,6 +155,40 @@ impl DirectFile {
         match result {
             Ok(_) => Ok(()),
             Err(source) => Err(open_error(&self.path, source)),
+        }
+    }
+}
+
+/// Takes the file's exclusive lock without waiting (see the module docs).
+fn lock_exclusive(file: &File, path: &Path) -> Result<()> {
+    loop {
+        // SAFETY: `flock` on a descriptor this `File` owns and keeps open;
+        // it touches no memory.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let source = io::Error::last_os_error();
+        match source.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => {
+                return Err(Error::FileLocked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Some(libc::ENOLCK | libc::EOPNOTSUPP) => {
+                log::warn!(
+                    "pagepool: {} cannot be locked ({source}); opened without an owner lock",
+                    path.display()
+                );
+                return Ok(());
+            }
+            _ => {
+                return Err(Error::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         }
     }
 }
@@ -137,6 +227,10 @@ fn offset_of(page_no: u64) -> io::Result<u64> {
 impl super::Storage for DirectFile {
     fn page_count(&self) -> io::Result<u64> {
         Ok(self.len_bytes()? / PAGE_SIZE as u64)
+    }
+
+    fn file_identity(&self) -> Option<FileIdentity> {
+        Some(self.identity)
     }
 
     fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {

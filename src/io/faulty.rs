@@ -519,6 +519,10 @@ impl Storage for Faulty {
         self.inner.page_count()
     }
 
+    fn file_identity(&self) -> Option<super::FileIdentity> {
+        self.inner.file_identity()
+    }
+
     fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
         let decision = self.controller.decide(IoOp::Read, || false);
         if !decision.delay.is_zero() {

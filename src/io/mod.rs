@@ -6,14 +6,16 @@
 //! always exactly [`PAGE_SIZE`](crate::PAGE_SIZE) bytes, 4096-aligned.
 //!
 //! - [`DirectFile`]: a file opened with `O_DIRECT` (or buffered, when the
-//!   configuration asks), `pread`/`pwrite`, `fdatasync`.
+//!   configuration asks), `pread`/`pwrite`, `fdatasync`; locked with an
+//!   exclusive `flock` for as long as it is open, so that a data file has
+//!   one owner at a time.
 //! - [`MemoryStorage`]: pages in memory, for tests and models.
 
 mod direct;
 mod faulty;
 mod memory;
 
-pub use direct::{DirectFile, IoMode};
+pub use direct::{DirectFile, FileIdentity, IoMode};
 pub use faulty::{FaultController, FaultKind, FaultStats, Faulty, IoOp};
 pub use memory::MemoryStorage;
 
@@ -35,6 +37,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Makes every completed write durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
+
+    /// The file this store is, if it is one: a pool refuses a second store
+    /// with the same identity (the same pages cached twice would lose
+    /// updates). `None` (the default) for stores that are not files.
+    fn file_identity(&self) -> Option<FileIdentity> {
+        None
+    }
 }
 
 /// A shared store is a store: lets a test or a tool keep a handle on the
@@ -55,5 +64,9 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn sync(&self) -> io::Result<()> {
         (**self).sync()
+    }
+
+    fn file_identity(&self) -> Option<FileIdentity> {
+        (**self).file_identity()
     }
 }

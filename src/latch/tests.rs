@@ -247,10 +247,15 @@ fn a_wait_ends_when_the_frame_changes_hands_unseen() {
     let _ = latch.evict();
     latch.claim_free();
     assert!(Want::Shared.blocked_by(latch.load()));
-    assert_eq!(queues.wait(&latch, 1, seen, Want::Shared, None), Ok(()));
+    // A deadline only so that a regression fails instead of hanging.
+    let deadline = || Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+    assert_eq!(
+        queues.wait(&latch, 1, seen, Want::Shared, deadline()),
+        Ok(())
+    );
     // And one that parked is woken by the version move, not by the holder
     // of the next tenancy.
-    let waiter = park(&latch, &queues, Want::Exclusive, None);
+    let waiter = park(&latch, &queues, Want::Exclusive, deadline());
     let _ = latch.evict();
     latch.claim_free();
     queues.wake(1);
