@@ -11,7 +11,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pagepool::__model::{epoch, Table};
+use pagepool::__model::Table;
 
 const FRAMES: usize = 16384;
 
@@ -37,9 +37,8 @@ impl Pages {
 }
 
 fn lookup(c: &mut Criterion) {
-    let collector = epoch::Collector::new();
-    let handle = collector.register();
     let table = Table::new(FRAMES);
+    let handle = table.register();
     {
         let guard = handle.pin();
         for page in 0..FRAMES as u64 {

@@ -189,7 +189,7 @@ impl PageLatch {
     }
 
     /// The atomic itself, for protocol variants in the loom models.
-    #[cfg(any(loom, feature = "internals"))]
+    #[cfg(any(loom, test, feature = "internals"))]
     pub(crate) fn raw(&self) -> &AtomicU64 {
         &self.state
     }

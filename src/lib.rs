@@ -38,6 +38,6 @@ pub mod heap;
 pub mod typed;
 pub use typed::TypedError;
 
-#[cfg(any(loom, feature = "internals"))]
+#[cfg(any(loom, test, feature = "internals"))]
 #[doc(hidden)]
 pub mod __model;

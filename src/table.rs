@@ -58,15 +58,16 @@ use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
 
 use crate::frames::FrameId;
 use crate::page::PageId;
-use crate::sync::{lock, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::{lock, AccessTracker, AtomicU32, AtomicU64, Mutex, Ordering};
 
-/// Mappings held inline per bucket. One under loom, so that the small
-/// models exercise both the slots and the overflow list.
+/// Mappings held inline per bucket. Two under loom: enough for a slot to
+/// be vacated and refilled under a reader of another slot, and few enough
+/// that three pages reach the overflow list.
 #[cfg(not(loom))]
 pub(crate) const SLOTS: usize = 5;
 /// Mappings held inline per bucket (see above).
 #[cfg(loom)]
-pub(crate) const SLOTS: usize = 1;
+pub(crate) const SLOTS: usize = 2;
 
 const VACANT: u64 = PageId::NONE_RAW;
 
@@ -74,6 +75,16 @@ struct Entry {
     page_id: PageId,
     frame_id: FrameId,
     next: Atomic<Entry>,
+    /// Declares reads of the entry and its destruction to loom, which
+    /// reports a free not ordered after every read (invariant 4).
+    access: AccessTracker,
+}
+
+#[cfg(loom)]
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.access.write(|| ());
+    }
 }
 
 #[repr(align(64))]
@@ -165,8 +176,11 @@ impl PageTable {
         // freed only through `defer_destroy` after unlinking (invariant 4),
         // so they stay valid for the guard's lifetime.
         while let Some(entry) = unsafe { current.as_ref() } {
-            if entry.page_id == page_id {
-                return Some(entry.frame_id);
+            let found = entry
+                .access
+                .read(|| (entry.page_id == page_id).then_some(entry.frame_id));
+            if found.is_some() {
+                return found;
             }
             current = entry.next.load(Ordering::Acquire, guard);
         }
@@ -216,6 +230,7 @@ impl PageTable {
             page_id,
             frame_id,
             next: Atomic::from(head.load(Ordering::Relaxed, guard)),
+            access: AccessTracker::default(),
         });
         head.store(entry, Ordering::Release);
         let len = bucket.overflow_len.load(Ordering::Relaxed);

@@ -1,5 +1,6 @@
-//! Exhaustive models of the page table, eviction and epoch-deferred frame
-//! reuse, driven through the real pool on 32-byte pages (two data words).
+//! Exhaustive models of eviction, loading, epoch-deferred frame reuse and
+//! the flush path, driven through the real pool on 32-byte pages (two data
+//! words). The page table's own models are in `table.rs`.
 //!
 //! Frame reuse is checked by loom itself: every bulk fill of a frame from
 //! storage and every optimistic read of it is declared to loom
@@ -16,7 +17,7 @@ use common::run;
 /// Preemption bound of these models when `LOOM_MAX_PREEMPTIONS` is unset.
 const POOL_BOUND: usize = 3;
 use loom::thread;
-use pagepool::__model::{self as model, epoch, Table, EXCL, FREE};
+use pagepool::__model::{self as model, EXCL, FREE};
 use pagepool::{BufferPool, FileId, MemoryStorage, PageId, PoolConfig};
 
 /// A pool of `frames` frames over a store holding `pages` pages, page `n`
@@ -66,48 +67,6 @@ fn assert_quiescent(pool: &BufferPool) {
         );
         assert!(state & EXCL == 0, "an exclusive latch leaked: {state:#x}");
     }
-}
-
-#[test]
-fn page_table_insert_lookup_remove_of_same_and_different_pages() {
-    run(POOL_BOUND, || {
-        let collector = epoch::Collector::new();
-        // One frame: two buckets, so pages 1 and 2 may share one.
-        let table = Arc::new(Table::new(1));
-        table.insert(2, 20, &collector.register().pin()).unwrap();
-        let inserter = {
-            let (table, collector) = (table.clone(), collector.clone());
-            thread::spawn(move || {
-                let handle = collector.register();
-                let guard = handle.pin();
-                let won = table.insert(1, 10, &guard).is_ok();
-                if won {
-                    assert!(table.remove(1, 10, &guard));
-                }
-                won
-            })
-        };
-        let handle = collector.register();
-        let guard = handle.pin();
-        let won = table.insert(1, 11, &guard).is_ok();
-        let seen = table.lookup(2, &guard);
-        assert_eq!(seen, Some(20), "a neighbour's insert or remove hid page 2");
-        if won {
-            assert_eq!(
-                table.lookup(1, &guard),
-                Some(11),
-                "our mapping of page 1 was lost"
-            );
-        }
-        drop(guard);
-        let other_won = inserter.join().unwrap();
-        // Both may win only if the first removal came before the second
-        // insert; at least one always wins.
-        assert!(won || other_won, "an insert of an absent page failed");
-        let guard = handle.pin();
-        assert_eq!(table.lookup(1, &guard), won.then_some(11));
-        assert_eq!(table.lookup(2, &guard), Some(20));
-    });
 }
 
 #[test]
