@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Applies each planted bug in tests/mutations/*.patch to a scratch copy of
-# the crate, runs the checker named on the patch's `caught-by:` line, and
-# fails if any mutation survives (its checker passes) or fails to build.
+# the crate, runs every checker named on the patch's `caught-by:` line, and
+# fails if any mutation survives one of them (the checker passes) or fails
+# to build. Loom checkers run each model at its own preemption bound (the
+# one CI uses), unless LOOM_MAX_PREEMPTIONS is set.
 #
 #   bash scripts/mutations.sh            # every mutation
 #   bash scripts/mutations.sh skip-validation   # one, by name
@@ -12,11 +14,23 @@ scratch="$work/crate"
 mkdir -p "$work"
 loom_flags="--cfg loom --cfg crossbeam_loom"
 
+# A checker is a name, optionally with `:FILTER`, the test-name filter
+# passed on (so a planted bug in the miss path need not run every model).
 checker_command() {
+    local filter=""
+    if [[ "$1" == *:* ]]; then filter=" ${1#*:}"; fi
+    echo "$(checker_base "${1%%:*}")$filter"
+}
+
+checker_base() {
     case "$1" in
-        shuttle) echo "cargo test --release --features shuttle --test shuttle_pool" ;;
+        shuttle) echo "cargo test --release --features shuttle,internals --test shuttle_pool" ;;
         unit) echo "cargo test --lib" ;;
+        liveness) echo "cargo test --test liveness" ;;
+        durability) echo "cargo test --test durability" ;;
         loom-latch) echo "cargo test -p loom-tests --release --test latch" ;;
+        loom-parking) echo "cargo test -p loom-tests --release --test parking" ;;
+        loom-table) echo "cargo test -p loom-tests --release --test table" ;;
         loom-pool) echo "cargo test -p loom-tests --release --test pool" ;;
         *) echo "unknown checker $1" >&2; return 1 ;;
     esac
@@ -26,33 +40,38 @@ survivors=()
 for patch in "$root"/tests/mutations/*.patch; do
     name=$(basename "$patch" .patch)
     if [ $# -gt 0 ] && [ "$1" != "$name" ]; then continue; fi
-    checker=$(sed -n 's/^caught-by: //p' "$patch")
+    checkers=$(sed -n 's/^caught-by: //p' "$patch")
     rm -rf "$scratch" && mkdir -p "$scratch"
     tar -C "$root" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$scratch" -xf -
     patch -s -p1 -d "$scratch" < "$patch"
-    cmd=$(checker_command "$checker")
-    log="$work/$name.log"
-    started=$(date +%s)
-    if [[ "$checker" == loom-* ]]; then
-        env_vars=(RUSTFLAGS="$loom_flags" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR="$work/target-loom")
-    else
-        env_vars=(CARGO_TARGET_DIR="$work/target-std")
-    fi
-    set +e
-    (cd "$scratch" && env "${env_vars[@]}" timeout 900 $cmd) > "$log" 2>&1
-    status=$?
-    set -e
-    elapsed=$(( $(date +%s) - started ))
-    if grep -q '^error\[E' "$log"; then
-        echo "mutation $name: DID NOT BUILD (see $log)"
-        survivors+=("$name")
-    elif [ $status -eq 0 ]; then
-        echo "mutation $name: SURVIVED $checker (${elapsed}s)"
-        survivors+=("$name")
-    else
-        reason=$(grep -m1 -E 'panicked at|deadlock|Causality|validated a torn|broken read' "$log" | cut -c1-140 || true)
-        echo "mutation $name: caught by $checker in ${elapsed}s: $reason"
-    fi
+    for checker in $checkers; do
+        cmd=$(checker_command "$checker")
+        log="$work/$name.$checker.log"
+        started=$(date +%s)
+        if [[ "$checker" == loom-* ]]; then
+            env_vars=(RUSTFLAGS="$loom_flags" CARGO_TARGET_DIR="$work/target-loom")
+        else
+            env_vars=(CARGO_TARGET_DIR="$work/target-std")
+        fi
+        set +e
+        (cd "$scratch" && env "${env_vars[@]}" timeout 900 $cmd) > "$log" 2>&1
+        status=$?
+        set -e
+        elapsed=$(( $(date +%s) - started ))
+        if grep -q '^error\[E' "$log"; then
+            echo "mutation $name: DID NOT BUILD (see $log)"
+            survivors+=("$name")
+        elif [ $status -eq 0 ]; then
+            echo "mutation $name: SURVIVED $checker (${elapsed}s)"
+            survivors+=("$name")
+        elif [ $status -eq 124 ]; then
+            echo "mutation $name: $checker TIMED OUT (${elapsed}s; a hang is not a catch)"
+            survivors+=("$name")
+        else
+            reason=$(grep -m1 -E 'panicked at|deadlock|Causality|validated a torn|broken read|maximum number of branches' "$log" | cut -c1-140 || true)
+            echo "mutation $name: caught by $checker in ${elapsed}s: $reason"
+        fi
+    done
 done
 if [ ${#survivors[@]} -gt 0 ]; then
     echo "surviving mutations: ${survivors[*]}"

@@ -14,12 +14,12 @@ cargo test --workspace
 step "stress tests (release)"
 cargo test --release --test stress
 
-step "loom models"
-RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 \
-    CARGO_TARGET_DIR=target/loom cargo test -p loom-tests --release
+step "loom models (each at its own preemption bound)"
+RUSTFLAGS="--cfg loom --cfg crossbeam_loom" \
+    CARGO_TARGET_DIR=target/loom cargo test -p loom-tests --release -- --nocapture
 
 step "shuttle suites"
-cargo test --release --features shuttle --test shuttle_pool
+cargo test --release --features shuttle,internals --test shuttle_pool
 
 step "planted bugs"
 bash scripts/mutations.sh

@@ -183,7 +183,9 @@ impl Parking {
     /// Waits until an optimistic read could begin (no exclusive holder),
     /// as the optimistic retry loop does.
     pub fn wait_optimistic(&self) -> Acquired {
-        self.acquire(Want::Optimistic, |latch| latch.optimistic_begin().map(|_| ()))
+        self.acquire(Want::Optimistic, |latch| {
+            latch.optimistic_begin().map(|_| ())
+        })
     }
     /// Releases a shared latch, waking the queue if the release says so.
     pub fn unlock_shared(&self) {

@@ -46,9 +46,17 @@ fn inserts_and_removes_of_one_page_admit_one_mapping_and_spare_the_neighbours() 
         let handle = table.register();
         let guard = handle.pin();
         let won = table.insert(1, 11, &guard).is_ok();
-        assert_eq!(table.lookup(2, &guard), Some(20), "a neighbour's insert or remove hid page 2");
+        assert_eq!(
+            table.lookup(2, &guard),
+            Some(20),
+            "a neighbour's insert or remove hid page 2"
+        );
         if won {
-            assert_eq!(table.lookup(1, &guard), Some(11), "our mapping of page 1 was lost");
+            assert_eq!(
+                table.lookup(1, &guard),
+                Some(11),
+                "our mapping of page 1 was lost"
+            );
         }
         drop(guard);
         let other_won = inserter.join().unwrap();
@@ -88,7 +96,11 @@ fn a_slot_vacated_and_refilled_under_a_reader_gives_only_a_hint() {
         if hint == Some(30) {
             STALE_SEEN.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        assert_eq!(table.lookup(2, &guard), Some(20), "a page that stays mapped was missed");
+        assert_eq!(
+            table.lookup(2, &guard),
+            Some(20),
+            "a page that stays mapped was missed"
+        );
         let exact = table.lookup_exact(1, &guard);
         assert!(matches!(exact, None | Some(10)), "exact lookup {exact:?}");
         drop(guard);
