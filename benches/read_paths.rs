@@ -207,6 +207,27 @@ fn run_set(
         shared(b)
     });
     group.bench_function("shared_pin_per_op", shared);
+    // Latched hits through the thread's handle: what a guard costs to take
+    // and drop (the latch word's two atomic RMWs, and the thread's record
+    // of held latches).
+    group.bench_function("shared_handle", |b| {
+        let pin = pool.pin_thread();
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            let guard = pin.read(PageId::new(file, page)).expect("resident");
+            u64::from_le_bytes(guard[offset..offset + 8].try_into().expect("8 bytes"))
+        })
+    });
+    group.bench_function("exclusive_handle", |b| {
+        let pin = pool.pin_thread();
+        let mut targets = targets.clone();
+        b.iter(|| {
+            let (page, offset) = targets.next();
+            let guard = pin.write(PageId::new(file, page)).expect("resident");
+            u64::from_le_bytes(guard[offset..offset + 8].try_into().expect("8 bytes"))
+        })
+    });
     group.bench_function("raw_slice", |b| {
         let mut targets = targets.clone();
         b.iter(|| {

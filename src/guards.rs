@@ -100,6 +100,7 @@ unsafe impl Sync for Owner {}
 
 impl Owner {
     /// Records `kind` on `frame_id` in the slot.
+    #[inline]
     fn record(slot: &Rc<ThreadSlot>, frame_id: FrameId, kind: GuardKind) -> Owner {
         slot.held.acquired(frame_id, kind);
         Owner(Rc::clone(slot))
@@ -114,6 +115,7 @@ impl std::fmt::Debug for Owner {
 
 impl<'pool> PageRef<'pool> {
     /// Wraps a shared latch this thread (`slot`) has taken on `frame_id`.
+    #[inline]
     pub(crate) fn new(
         pool: &'pool BufferPool,
         frame_id: FrameId,
@@ -159,6 +161,7 @@ impl Deref for PageRef<'_> {
 }
 
 impl Drop for PageRef<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.owner.0.held.released(self.frame_id, GuardKind::Shared);
         self.pool.release_shared(self.frame_id);
@@ -205,6 +208,7 @@ impl<'pool> PageMut<'pool> {
     /// Wraps the exclusive latch this thread (`slot`) holds on `frame_id`.
     /// `dirty` marks the page dirty on release even without a store (new
     /// pages).
+    #[inline]
     pub(crate) fn new(
         pool: &'pool BufferPool,
         frame_id: FrameId,
@@ -294,6 +298,7 @@ impl Deref for PageMut<'_> {
 }
 
 impl Drop for PageMut<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.owner
             .0

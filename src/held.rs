@@ -56,11 +56,12 @@ impl HeldLatches {
     #[inline]
     pub(crate) fn acquired(&self, frame_id: usize, kind: GuardKind) {
         let len = self.len.get();
-        if len < INLINE {
-            self.inline[len].set(code(frame_id, kind));
-            self.len.set(len + 1);
-        } else {
-            self.spill.borrow_mut().push(code(frame_id, kind));
+        match self.inline.get(len) {
+            Some(cell) => {
+                cell.set(code(frame_id, kind));
+                self.len.set(len + 1);
+            }
+            None => self.spill.borrow_mut().push(code(frame_id, kind)),
         }
     }
 
@@ -70,6 +71,18 @@ impl HeldLatches {
     pub(crate) fn released(&self, frame_id: usize, kind: GuardKind) {
         let wanted = code(frame_id, kind);
         let len = self.len.get();
+        // The common case: the newest latch goes first, nothing spilled.
+        if let Some(last) = len.checked_sub(1).filter(|&last| last + 1 < INLINE) {
+            if self.inline.get(last).map(Cell::get) == Some(wanted) {
+                self.len.set(last);
+                return;
+            }
+        }
+        self.release_any(wanted, len);
+    }
+
+    #[inline(never)]
+    fn release_any(&self, wanted: u64, len: usize) {
         if let Some(index) = (0..len).rev().find(|&i| self.inline[i].get() == wanted) {
             self.inline[index].set(self.inline[len - 1].get());
             // Only a full inline array can have spilled.

@@ -231,6 +231,7 @@ impl PageLatch {
     }
 
     /// Takes a shared latch.
+    #[inline]
     pub(crate) fn try_lock_shared(&self) -> Result<(), Blocked> {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
@@ -287,6 +288,7 @@ impl PageLatch {
 
     /// Releases a shared latch. Returns true if parked waiters must be woken.
     #[must_use]
+    #[inline]
     pub(crate) fn unlock_shared(&self) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -309,6 +311,7 @@ impl PageLatch {
 
     /// Takes the exclusive latch, then issues the writer's release fence
     /// so that no data store is seen before the `EXCL` bit.
+    #[inline]
     pub(crate) fn try_lock_exclusive(&self) -> Result<(), Blocked> {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
@@ -340,6 +343,7 @@ impl PageLatch {
     /// when `wrote` (it stays set if it was). Returns true if waiters must
     /// be woken.
     #[must_use]
+    #[inline]
     pub(crate) fn unlock_exclusive(&self, wrote: bool) -> bool {
         let dirty = if wrote { DIRTY } else { 0 };
         self.release_exclusive(|state| bump_version(state & !(EXCL | WAITERS)) | dirty)
@@ -437,6 +441,7 @@ impl PageLatch {
         }
     }
 
+    #[inline]
     fn release_exclusive(&self, next_of: impl Fn(u64) -> u64) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {

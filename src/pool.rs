@@ -674,12 +674,14 @@ impl BufferPool {
         }
     }
 
+    #[inline]
     pub(crate) fn release_shared(&self, frame_id: FrameId) {
         if self.frames.meta(frame_id).latch.unlock_shared() {
             self.queues.wake(frame_id);
         }
     }
 
+    #[inline]
     pub(crate) fn release_exclusive(&self, frame_id: FrameId, wrote: bool) {
         if self.frames.meta(frame_id).latch.unlock_exclusive(wrote) {
             self.queues.wake(frame_id);
@@ -865,6 +867,41 @@ mod tests {
             late <= READERS,
             "{late} shared latches were granted while a writer waited"
         );
+    }
+
+    /// A loader that lost the race to insert its page gives its frame back
+    /// unpublished; a thread parked on that frame (it found it, under a
+    /// stale hint, claimed for the same page) must be woken to look again.
+    #[test]
+    fn giving_back_an_unpublished_frame_wakes_its_waiters() {
+        use crate::latch::WAITERS;
+        let pool = BufferPool::open(PoolConfig::new(2).latch_wait_timeout_ms(5_000)).unwrap();
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let (page_id, page) = pool.allocate(file).unwrap();
+        drop(page);
+        let slot = pool.thread_slot();
+        let frame_id = pool.take_free_frame(&slot).unwrap();
+        pool.frames.meta(frame_id).claim(page_id);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let slot = pool.thread_slot();
+                pool.wait_for_page(&slot, frame_id, page_id, Want::Shared)
+            });
+            while pool.frames.meta(frame_id).latch.load() & WAITERS == 0 {
+                std::thread::yield_now();
+            }
+            pool.frames.meta(frame_id).set_page_id(None);
+            let freed = std::time::Instant::now();
+            pool.free_unpublished(frame_id);
+            let woken = waiter.join().unwrap();
+            assert_eq!(woken.unwrap(), WaitEnd::Retry);
+            // Woken, not ended by its 5 s deadline.
+            let waited = freed.elapsed();
+            assert!(
+                waited < std::time::Duration::from_millis(2_500),
+                "woken after {waited:?}"
+            );
+        });
     }
 
     /// A thread that holds a shared guard takes another while a writer
