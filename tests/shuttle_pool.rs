@@ -1,10 +1,11 @@
 //! Randomized schedule exploration of the whole pool with shuttle.
 //!
-//! Run with `cargo test --release --features shuttle --test shuttle_pool`.
+//! Run with `cargo test --release --features shuttle,internals --test shuttle_pool`.
 //! `SHUTTLE_ITERATIONS` raises the iteration count (default 2,000 per
-//! scheduler). A failing schedule is saved under
+//! scheduler); the schedules come from a fixed seed (`SHUTTLE_SEED=N` for
+//! others), so a run is repeatable. A failing schedule is saved under
 //! `target/shuttle-failures/`; replay it with
-//! `SHUTTLE_REPLAY=<file> cargo test --release --features shuttle --test shuttle_pool replay -- --ignored`.
+//! `SHUTTLE_REPLAY=<file> cargo test --release --features shuttle,internals --test shuttle_pool replay -- --ignored`.
 //!
 //! The scenario: three threads share a 3-frame pool over in-memory storage
 //! holding 8 pages (growing to 12), mixing optimistic and shared reads,
@@ -195,6 +196,15 @@ fn iterations() -> usize {
         .unwrap_or(2_000)
 }
 
+/// The schedulers' seed: fixed, so that a run (and a planted bug's catch)
+/// is the same every time; `SHUTTLE_SEED=N` explores other schedules.
+fn seed() -> u64 {
+    std::env::var("SHUTTLE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 fn failure_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../shuttle-failures");
     std::fs::create_dir_all(&dir).unwrap();
@@ -209,12 +219,12 @@ fn run(scheduler: impl Scheduler + 'static) {
 
 #[test]
 fn pool_under_pct_schedules() {
-    run(PctScheduler::new(3, iterations()));
+    run(PctScheduler::new_from_seed(seed(), 3, iterations()));
 }
 
 #[test]
 fn pool_under_random_schedules() {
-    run(RandomScheduler::new(iterations()));
+    run(RandomScheduler::new_from_seed(seed(), iterations()));
 }
 
 /// Many concurrent misses of the same few pages on a 2-frame pool: loads
@@ -260,7 +270,7 @@ fn contended_misses() {
 fn contended_misses_under_pct_schedules() {
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
-    Runner::new(PctScheduler::new(3, iterations()), config).run(contended_misses);
+    Runner::new(PctScheduler::new_from_seed(seed(), 3, iterations()), config).run(contended_misses);
 }
 
 /// A store of `pages` pages, page `n` whole with counter 0.
@@ -320,10 +330,12 @@ fn frame_changes_hands_under_a_waiter() {
 fn a_waiter_never_waits_for_its_frames_next_tenant() {
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
-    Runner::new(PctScheduler::new(3, iterations()), config).run(frame_changes_hands_under_a_waiter);
+    Runner::new(PctScheduler::new_from_seed(seed(), 3, iterations()), config)
+        .run(frame_changes_hands_under_a_waiter);
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
-    Runner::new(RandomScheduler::new(iterations()), config).run(frame_changes_hands_under_a_waiter);
+    Runner::new(RandomScheduler::new_from_seed(seed(), iterations()), config)
+        .run(frame_changes_hands_under_a_waiter);
 }
 
 /// Item 3: readers that overlap without end (each takes the shared latch
@@ -415,8 +427,11 @@ fn overlapping_readers_and_a_writer() {
 fn a_writer_is_not_starved_by_overlapping_readers() {
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
-    Runner::new(RandomScheduler::new(iterations() / 4), config)
-        .run(overlapping_readers_and_a_writer);
+    Runner::new(
+        RandomScheduler::new_from_seed(seed(), iterations() / 4),
+        config,
+    )
+    .run(overlapping_readers_and_a_writer);
 }
 
 /// Replays a saved failing schedule: `SHUTTLE_REPLAY=<file>`.
