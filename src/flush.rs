@@ -45,6 +45,7 @@ use crate::stats::Counter;
 use crate::sync::Ordering;
 use crate::undo::Undo;
 use crate::view::load_lsn;
+use std::panic::AssertUnwindSafe;
 
 /// What flushing one frame found.
 enum FrameFlush {
@@ -244,23 +245,21 @@ impl BufferPool {
         let _suspended = slot.suspend();
         let covered = file.sync.begin_sync();
         slot.stats.bump(Counter::IoSyncs);
-        // A panicking sync is a failed one: what it covered is written again.
-        let mut covered = Some(covered);
-        let failed = Undo::new(|| {
-            if let Some(covered) = covered.take() {
-                file.sync.sync_failed(covered);
-            }
-        });
-        match file.storage.sync() {
-            Ok(()) => {
-                failed.disarm();
-                file.sync
-                    .sync_succeeded(covered.take().expect("taken once"));
+        // A panicking sync is a failed one: what it covered is written
+        // again, then the panic goes on.
+        let synced = std::panic::catch_unwind(AssertUnwindSafe(|| file.storage.sync()));
+        match synced {
+            Ok(Ok(())) => {
+                file.sync.sync_succeeded(covered);
                 Ok(())
             }
-            Err(source) => {
-                drop(failed);
+            Ok(Err(source)) => {
+                file.sync.sync_failed(covered);
                 Err(Error::Sync { file_id, source })
+            }
+            Err(panic) => {
+                file.sync.sync_failed(covered);
+                std::panic::resume_unwind(panic)
             }
         }
     }

@@ -97,12 +97,25 @@ pub(crate) enum WaitEnd {
     HeldByCaller(GuardKind),
 }
 
-/// The file id of the open file with this identity, if any.
-fn find_identity(files: &[Arc<DataFile>], identity: FileIdentity) -> Option<FileId> {
-    files
+/// Refuses a store whose identity is that of an open file.
+fn refuse_open_twice(
+    files: &[Arc<DataFile>],
+    identity: Option<FileIdentity>,
+    path: impl FnOnce() -> PathBuf,
+) -> Result<()> {
+    let Some(identity) = identity else {
+        return Ok(());
+    };
+    match files
         .iter()
         .position(|file| file.identity == Some(identity))
-        .map(|index| FileId(index as u16))
+    {
+        Some(index) => Err(Error::AlreadyOpen {
+            path: path(),
+            file_id: FileId(index as u16),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A data file registered in the pool.
@@ -218,9 +231,10 @@ impl BufferPool {
         let path = path.as_ref();
         // Before locking: our own lock would make a second open of a file
         // this pool holds look like someone else's.
-        if let Ok(identity) = FileIdentity::of_path(path) {
-            self.refuse_open_twice(Some(identity), path)?;
-        }
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        let identity = FileIdentity::of_path(path).ok();
+        refuse_open_twice(&files, identity, || path.to_path_buf())?;
+        drop(files);
         let file = DirectFile::open(path, self.config.io_mode)?;
         self.open_storage(Box::new(file))
     }
@@ -236,12 +250,7 @@ impl BufferPool {
         })?;
         let identity = storage.file_identity();
         let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(file_id) = identity.and_then(|id| find_identity(&files, id)) {
-            return Err(Error::AlreadyOpen {
-                path: describe(),
-                file_id,
-            });
-        }
+        refuse_open_twice(&files, identity, describe)?;
         if files.len() >= MAX_FILES {
             return Err(Error::TooManyFiles(MAX_FILES));
         }
@@ -253,17 +262,6 @@ impl BufferPool {
             sync: SyncTracker::default(),
         }));
         Ok(file_id)
-    }
-
-    fn refuse_open_twice(&self, identity: Option<FileIdentity>, path: &Path) -> Result<()> {
-        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
-        match identity.and_then(|id| find_identity(&files, id)) {
-            Some(file_id) => Err(Error::AlreadyOpen {
-                path: path.to_path_buf(),
-                file_id,
-            }),
-            None => Ok(()),
-        }
     }
 
     /// Pages in `file_id`, allocated pages included.
