@@ -26,6 +26,7 @@ checker_base() {
     case "$1" in
         shuttle) echo "cargo test --release --features shuttle,internals --test shuttle_pool" ;;
         unit) echo "cargo test --lib" ;;
+        bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;
         liveness) echo "cargo test --test liveness" ;;
         durability) echo "cargo test --test durability" ;;
         loom-latch) echo "cargo test -p loom-tests --release --test latch" ;;

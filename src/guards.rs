@@ -349,13 +349,24 @@ impl<'pool> ThreadPin<'pool> {
     }
 
     /// [`BufferPool::optimistic`] on this thread's handle.
-    #[inline]
+    #[inline(always)]
     pub fn optimistic<R>(
         &self,
         page_id: PageId,
         read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
         self.pool.optimistic_with(page_id, &self.slot, read)
+    }
+
+    /// [`BufferPool::optimistic_try`] on this thread's handle: one flat
+    /// `Result`, and the fastest hit.
+    #[inline(always)]
+    pub fn optimistic_try<T, E: From<crate::Error>>(
+        &self,
+        page_id: PageId,
+        read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.pool.optimistic_try_with(page_id, &self.slot, read)
     }
 
     /// [`BufferPool::read`] on this thread's handle.

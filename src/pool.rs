@@ -436,25 +436,98 @@ impl BufferPool {
         self.optimistic_with(page_id, &slot, read)
     }
 
+    /// [`optimistic`](Self::optimistic) for a closure that returns a
+    /// `Result`: the pool's own errors convert into the closure's error
+    /// type (anything `From<pagepool::Error>`), and the caller gets one
+    /// `Result` instead of two. Prefer it on hot paths: a hit returns the
+    /// closure's value as it is, with no nested `Result` to build.
+    ///
+    /// A closure's error, like its value, counts only from a run that
+    /// validates: an error computed from bytes a writer was changing is
+    /// thrown away with them and the read runs again.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), pagepool::Error> {
+    /// # let dir = std::env::temp_dir().join(format!("pagepool-doc-try-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// use pagepool::{BufferPool, IoMode, PoolConfig};
+    /// let pool = BufferPool::open(PoolConfig::new(16).io_mode(IoMode::Buffered))?;
+    /// let file = pool.open_file(dir.join("data.db"))?;
+    /// let (page_id, mut page) = pool.allocate(file)?;
+    /// page.store_u64(8, 42)?;
+    /// drop(page);
+    /// // One `?`: an out-of-bounds offset and a pool error alike.
+    /// let value = pool.optimistic_try(page_id, |view| Ok::<_, pagepool::Error>(view.load_u64(8)?))?;
+    /// assert_eq!(value, 42);
+    /// # drop(pool);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn optimistic_try<T, E: From<Error>>(
+        &self,
+        page_id: PageId,
+        read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let slot = self.epoch.slot();
+        self.optimistic_try_with(page_id, &slot, read)
+    }
+
     /// `optimistic` with this thread's slot in hand. The first attempt is
     /// inlined; anything but a validated hit goes to `optimistic_retry`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn optimistic_with<R>(
         &self,
         page_id: PageId,
         slot: &Rc<ThreadSlot>,
         mut read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
-        let guard = slot.pin();
-        let mut failed = None;
-        if let Some(frame_id) = self.table.lookup(page_id, &guard) {
-            match self.try_optimistic(page_id, frame_id, slot, &mut read) {
-                Ok(result) => return Ok(result),
-                Err(attempt) => failed = Some((frame_id, attempt)),
-            }
+        match self.optimistic_first(page_id, slot, &mut read) {
+            Ok(result) => Ok(result),
+            Err(failed) => self.optimistic_retry(page_id, slot, failed, read),
         }
-        drop(guard);
-        self.optimistic_retry(page_id, slot, failed, read)
+    }
+
+    /// [`optimistic_with`](Self::optimistic_with) for a closure that
+    /// returns a `Result` of its own: the pool's errors convert into the
+    /// closure's error type, so the caller gets one flat `Result`.
+    ///
+    /// Not only shorter to use than `optimistic(..)??`: a hit returns the
+    /// closure's value as it is, where a `Result<Result<T, E>, Error>`
+    /// is built in memory, and the nested layout (the inner value sharing
+    /// bytes with the variants of [`Error`]) was stored in pieces and read
+    /// back whole, which the core cannot forward from its store buffer: a
+    /// stall on every hit (BENCHMARKS.md, "closing the hit-path gap").
+    #[inline(always)]
+    pub(crate) fn optimistic_try_with<T, E: From<Error>>(
+        &self,
+        page_id: PageId,
+        slot: &Rc<ThreadSlot>,
+        mut read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        match self.optimistic_first(page_id, slot, &mut read) {
+            Ok(result) => result,
+            Err(failed) => match self.optimistic_retry(page_id, slot, failed, read) {
+                Ok(result) => result,
+                Err(error) => Err(E::from(error)),
+            },
+        }
+    }
+
+    /// The first, inlined attempt of an optimistic read: the validated
+    /// result of a hit, or what `optimistic_retry` needs to go on (`None`:
+    /// the table had no frame for the page).
+    #[inline(always)]
+    fn optimistic_first<R>(
+        &self,
+        page_id: PageId,
+        slot: &Rc<ThreadSlot>,
+        read: &mut impl FnMut(OptimisticView<'_>) -> R,
+    ) -> std::result::Result<R, Option<(FrameId, Attempt)>> {
+        let guard = slot.pin();
+        let frame_id = self.table.lookup(page_id, &guard).ok_or(None)?;
+        self.try_optimistic(page_id, frame_id, slot, read)
+            .map_err(|attempt| Some((frame_id, attempt)))
     }
 
     /// One optimistic read of `frame_id`, which the table gave as the frame

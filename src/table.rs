@@ -153,13 +153,17 @@ impl PageTable {
         let raw = page_id.raw();
         // Branch-free over the slots: which slot holds a page is random, and
         // a mispredicted branch here would throw away the cache misses the
-        // core is overlapping with the caller's other work.
-        let mut found = SLOTS;
+        // core is overlapping with the caller's other work. A select
+        // (`found = if matches { slot } else { found }`) was compiled into
+        // a chain of branches once inlined into a caller's loop; a bit
+        // mask has no branch to become: bit `s` is set where slot `s`
+        // holds the page, and the lowest set bit is the slot (32, past
+        // every slot, when none is set).
+        let mut hits = 0u32;
         for (slot, page) in bucket.pages.iter().enumerate() {
-            let matches = page.load(Ordering::Acquire) == raw;
-            // A select, not a branch (LLVM emits `cmov`).
-            found = if matches { slot } else { found };
+            hits |= u32::from(page.load(Ordering::Acquire) == raw) << slot;
         }
+        let found = hits.trailing_zeros() as usize;
         if let Some(frame) = bucket.frames.get(found) {
             return Some(frame.load(Ordering::Relaxed) as FrameId);
         }

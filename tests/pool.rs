@@ -449,6 +449,79 @@ fn optimistic_falls_back_to_the_shared_latch_when_validation_keeps_failing() {
     assert_eq!(stats.optimistic_fallbacks, 1);
 }
 
+/// `optimistic_try`: one flat `Result` whose error is the closure's own
+/// type; the pool's errors convert into it, and an error computed in a run
+/// that does not validate is thrown away with that run.
+#[test]
+fn optimistic_try_flattens_errors_and_keeps_only_validated_ones() {
+    #[derive(Debug, PartialEq)]
+    enum AppError {
+        Pool(String),
+        Torn,
+    }
+    impl From<Error> for AppError {
+        fn from(error: Error) -> AppError {
+            AppError::Pool(error.to_string())
+        }
+    }
+    impl From<pagepool::OutOfBounds> for AppError {
+        fn from(error: pagepool::OutOfBounds) -> AppError {
+            AppError::from(Error::from(error))
+        }
+    }
+    let pool = BufferPool::open(PoolConfig::new(2)).unwrap();
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    let pages = fill(&pool, file, 4);
+    // Hits and misses (two frames, four pages) alike.
+    for _ in 0..2 {
+        for (n, &page_id) in pages.iter().enumerate() {
+            let value = pool.optimistic_try(page_id, |view| -> Result<u64, AppError> {
+                Ok(view.load_u64(0)?)
+            });
+            assert_eq!(value, Ok(n as u64));
+        }
+    }
+    let pin = pool.pin_thread();
+    assert_eq!(
+        pin.optimistic_try(pages[1], |view| Ok::<_, Error>(view.load_u64(0)?))
+            .unwrap(),
+        1
+    );
+    // The closure's error, converted from the view's.
+    let out = pin.optimistic_try(pages[1], |view| {
+        Ok::<_, Error>(view.load_u64(PAGE_DATA_SIZE)?)
+    });
+    assert!(matches!(out, Err(Error::OutOfBounds { .. })), "{out:?}");
+    // The pool's error, converted into the closure's type.
+    let beyond = PageId::new(file, 1000);
+    let out = pin.optimistic_try(beyond, |view| -> Result<u64, AppError> {
+        Ok(view.load_u64(0)?)
+    });
+    assert!(
+        matches!(&out, Err(AppError::Pool(m)) if m.contains("1000")),
+        "{out:?}"
+    );
+    drop(pin);
+    // A run that a writer invalidates returns an error; the error is not
+    // what the caller sees, the validated rerun is. (The page is made
+    // resident first, so the first run is optimistic, not latched.)
+    let last = pages[2];
+    pool.optimistic_try(last, |view| Ok::<_, Error>(view.load_u64(0)?))
+        .unwrap();
+    let mut runs = 0;
+    let value = pool.optimistic_try(last, |view| {
+        runs += 1;
+        if runs == 1 {
+            std::thread::scope(|s| {
+                s.spawn(|| pool.write(last).unwrap().store_u64(0, 22).unwrap());
+            });
+            return Err(AppError::Torn);
+        }
+        Ok(view.load_u64(0)?)
+    });
+    assert_eq!((value, runs), (Ok(22), 2));
+}
+
 /// The same, but each writer still holds the page's exclusive latch when
 /// the reader finds its validation failed, so the reader parks before
 /// retrying: those failures count too, or a stream of writers could keep

@@ -15,6 +15,7 @@
 
 pub mod cgroup;
 pub mod data;
+pub mod driver;
 pub mod fio;
 pub mod impls;
 pub mod plot;
@@ -256,7 +257,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             impls.retain(|i| !i.memory_capped());
         }
     }
-    let timer_overhead_ns = runner::timer_overhead_ns();
+    let timer_overhead_ns = driver::timer_overhead_ns();
     let duration = Duration::from_secs_f64(args.seconds);
     let total_runs: usize = args
         .workloads
@@ -360,10 +361,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!();
     print!("{}", report::table(&results));
     println!(
-        "latency: every {}th operation timed with Instant (timer cost {timer_overhead_ns} ns subtracted); \
-         anon MiB: anonymous memory grown; cache MiB: the file's pages in the kernel's page cache; \
+        "latency: operations timed one at a time with Instant in separate batches of {}, costing under 1/{} of \
+         each run (timer cost {timer_overhead_ns} ns subtracted); anon MiB: anonymous memory grown; cache MiB: the file's pages in the kernel's page cache; \
          others cpu s: CPU other processes used meanwhile (noise)",
-        runner::SAMPLE_EVERY
+        driver::BATCH,
+        driver::SAMPLE_COST_SHARE
     );
     println!();
     print!("{}", report::summary(&results));

@@ -301,7 +301,24 @@ pub fn targets(results: &[RunResult]) -> Vec<Target> {
     };
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let pp = |w: &str, t: usize| ops("pagepool", w, t);
-    for (base, bound) in [("raw", 0.5), ("dashmap-rwlock", 2.0), ("mutex-lru", 3.0)] {
+    // The check on the driver: `raw` (through the driver, every value
+    // checked, latency sampled) against `raw-loop` (a bare loop).
+    for workload in ["hot-point", "hot-scan"] {
+        for threads in [1, 2, 16] {
+            push(
+                format!("{workload} {threads} thr: raw / raw-loop"),
+                ratio(
+                    ops("raw", workload, threads),
+                    ops("raw-loop", workload, threads),
+                ),
+                0.9,
+                true,
+            );
+        }
+    }
+    // `raw` is the honest limit since issue 12; against the first
+    // driver's slow `raw` the bound was 0.5.
+    for (base, bound) in [("raw", 0.3), ("dashmap-rwlock", 2.0), ("mutex-lru", 3.0)] {
         push(
             format!("hot-point 2 thr: pagepool / {base}"),
             ratio(pp("hot-point", 2), ops(base, "hot-point", 2)),
@@ -429,6 +446,7 @@ mod tests {
         let results = [
             row("pagepool", "hot-point", 2, 60.0),
             row("raw", "hot-point", 2, 100.0),
+            row("raw-loop", "hot-point", 2, 125.0),
             row("mutex-lru", "hot-point", 2, 30.0),
             row("pagepool", "zipf", 2, 10.0),
             row("mmap", "zipf", 2, 12.0),
@@ -441,18 +459,21 @@ mod tests {
         assert_eq!(
             names,
             [
+                "hot-point 2 thr: raw / raw-loop",
                 "hot-point 2 thr: pagepool / raw",
                 "hot-point 2 thr: pagepool / mutex-lru",
                 "zipf 2 thr: pagepool / best baseline (mmap)",
                 "zipf 2 thr: pagepool / best equal-memory baseline (pread-capped)",
             ]
         );
-        assert!(targets[0].met && (targets[0].measured - 0.6).abs() < 1e-9);
-        assert!(!targets[1].met);
+        // raw at 0.8 of raw-loop: the driver is not honest.
+        assert!(!targets[0].met && (targets[0].measured - 0.8).abs() < 1e-9);
+        assert!(targets[1].met && (targets[1].measured - 0.6).abs() < 1e-9);
         assert!(!targets[2].met);
-        assert!(targets[3].met);
+        assert!(!targets[3].met);
+        assert!(targets[4].met);
         let table = targets_table(&targets);
-        assert!(table.contains("NO") && table.contains(">= 0.5"), "{table}");
+        assert!(table.contains("NO") && table.contains(">= 0.9"), "{table}");
         let summary = summary(&results);
         assert!(
             summary.contains("hot-point") && summary.contains("2 thr ops/s"),

@@ -16,36 +16,32 @@
 //!    the words checked again (write-back and flush lost nothing).
 //!
 //! Every value read is checked against what the data file holds at that
-//! page and offset (see `data.rs`); a wrong value fails the run. Every
-//! 64th operation is timed with `Instant` into a per-thread histogram.
-//! Around the timed part the runner reads the process's CPU time, page
+//! page and offset (see `data.rs`); a wrong value fails the run. The
+//! per-thread loop, its batched checks and its latency sampling are in
+//! [`driver`](super::driver). Around the timed part the runner reads the process's CPU time, page
 //! faults and storage traffic ([`resources`](super::resources)); after it,
 //! the anonymous memory grown since before the instance was opened and the
 //! bytes of the data file in the kernel's page cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use pagepool::PAGE_SIZE;
 
+use super::driver::{new_histogram, Driver, Gate, Mode};
 use super::impls::{Counters, ImplKind, Instance, Setup};
 use super::resources::{self, Snapshot};
-use super::workload::{Lane, Op, Rng, Sampler, Workload};
+use super::workload::{Sampler, Workload};
+use super::write_log::{WriteLog, Written};
 use super::{cgroup, data};
 use crate::bail;
 use crate::error::{Context, Error, Result};
 
-/// One operation in this many is timed.
-pub const SAMPLE_EVERY: u64 = 64;
 /// Threads used to warm a pool up (the warm-up waits on I/O).
 const WARM_THREADS: u64 = 4;
-/// Highest latency the histograms track (larger ones are clamped).
-const MAX_LATENCY_NS: u64 = 60_000_000_000;
-const SEED: u64 = 0x5EED_0FBA_5EBA_1100;
 /// Runs at least this long show a progress bar (on a terminal).
 const PROGRESS_FROM: Duration = Duration::from_secs(3);
 
@@ -103,22 +99,6 @@ pub struct RunOutcome {
     pub memory_cap: Option<(u64, Option<u64>)>,
 }
 
-/// The start gate and stop flag the threads of one run share.
-#[derive(Debug, Default)]
-pub struct Gate {
-    ready: AtomicUsize,
-    go: AtomicBool,
-    stop: AtomicBool,
-    failed: AtomicBool,
-}
-
-impl Gate {
-    fn fail(&self) {
-        self.failed.store(true, Ordering::SeqCst);
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 /// Marks the gate failed if its thread unwinds, so nobody waits for it.
 struct FailOnUnwind<'a>(&'a Gate);
 
@@ -128,234 +108,6 @@ impl Drop for FailOnUnwind<'_> {
             self.0.fail();
         }
     }
-}
-
-use super::write_log::{WriteLog, Written};
-
-enum Mode<'a> {
-    /// Read ranks `next, next + step, ...` below `end`, word 0 of each.
-    Warm { next: u64, step: u64, end: u64 },
-    /// Random operations between the gate and the stop flag.
-    Timed { gate: &'a Gate },
-    /// Read each word back and compare it with the value last written.
-    Check { expected: &'a [Written] },
-}
-
-/// One thread's loop state: what to do, and what it measured.
-///
-/// Contract with the implementations: every [`Op`] a driver hands out
-/// names a page below [`Driver::page_limit`] and, for point reads and
-/// writes, an 8-aligned offset whose word lies inside the page's data area.
-pub struct Driver<'a> {
-    mode: Mode<'a>,
-    sampler: &'a Sampler,
-    rng: Rng,
-    timer_overhead_ns: u64,
-    ops: u64,
-    elapsed: Duration,
-    histogram: Histogram<u64>,
-    /// The words this thread may write (`mixed`).
-    lane: Lane,
-    /// This thread's number, stamped into the values it writes.
-    thread: u64,
-    /// Writes so far (the next value's sequence number).
-    seq: u64,
-    /// Whether reads may find written values (`mixed`).
-    writes: bool,
-    /// Every write, in order (`mixed`).
-    log: WriteLog,
-}
-
-impl<'a> Driver<'a> {
-    fn new(
-        mode: Mode<'a>,
-        sampler: &'a Sampler,
-        stream: u64,
-        timer_overhead_ns: u64,
-    ) -> Result<Self> {
-        let histogram = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-            .map_err(|e| Error::msg(format!("creating a latency histogram: {e}")))?;
-        Ok(Driver {
-            mode,
-            sampler,
-            rng: Rng::new(SEED, stream),
-            timer_overhead_ns,
-            ops: 0,
-            elapsed: Duration::ZERO,
-            histogram,
-            lane: Lane::whole(),
-            thread: 0,
-            seq: 0,
-            writes: false,
-            log: WriteLog::default(),
-        })
-    }
-
-    /// Makes this thread writer `index` of `count` (a workload that writes
-    /// gets one writer per word).
-    fn writer(mut self, index: usize, count: usize, writes: bool) -> Self {
-        self.lane = Lane::new(index, count);
-        self.thread = index as u64;
-        self.writes = writes;
-        self
-    }
-
-    /// Every page an operation of this driver names is below this.
-    pub fn page_limit(&self) -> u64 {
-        self.sampler.pages()
-    }
-
-    /// The next timed operation, a write's value filled in.
-    #[inline]
-    fn next_op(&mut self) -> Op {
-        let mut op = self.sampler.next(&mut self.rng, self.lane);
-        if let Op::Write {
-            page,
-            offset,
-            value,
-        } = &mut op
-        {
-            self.seq += 1;
-            *value = data::written_value(*page, *offset, self.thread, self.seq);
-        }
-        op
-    }
-
-    /// Checks what `op` returned, and logs a write.
-    #[inline]
-    fn finish(&mut self, op: Op, value: u64) -> Result<()> {
-        check(op, value, self.writes)?;
-        if let Op::Write { page, offset, .. } = op {
-            self.log.push((page << 12 | offset as u64, value));
-        }
-        Ok(())
-    }
-
-    /// Runs the thread's operations through `op`, which performs one and
-    /// returns the value it read (the u64, or the page's sum). Returns
-    /// when the run stops, or at the first error or wrong value.
-    #[inline]
-    pub fn drive<F>(&mut self, mut op: F) -> Result<()>
-    where
-        F: FnMut(Op) -> Result<u64>,
-    {
-        match self.mode {
-            Mode::Warm { next, step, end } => {
-                let mut rank = next;
-                while rank < end {
-                    let page = self.sampler.page_of_rank(rank);
-                    let read = Op::Point { page, offset: 0 };
-                    check(read, op(read)?, self.writes)?;
-                    self.ops += 1;
-                    rank += step;
-                }
-                Ok(())
-            }
-            Mode::Check { expected } => {
-                for &(key, want) in expected {
-                    let (page, offset) = (key >> 12, (key & 0xFFF) as usize);
-                    let value = op(Op::Point { page, offset })?;
-                    if value != want {
-                        bail!(
-                            "LOST WRITE: the u64 at offset {offset} of page {page} reads \
-                             {value:#018x}, its last write stored {want:#018x}"
-                        );
-                    }
-                    self.ops += 1;
-                }
-                Ok(())
-            }
-            Mode::Timed { gate } => {
-                gate.ready.fetch_add(1, Ordering::SeqCst);
-                while !gate.go.load(Ordering::Acquire) {
-                    if gate.stop.load(Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                    std::thread::yield_now();
-                }
-                let started = Instant::now();
-                let result = self.timed_loop(gate, &mut op);
-                self.elapsed = started.elapsed();
-                result
-            }
-        }
-    }
-
-    #[inline]
-    fn timed_loop<F>(&mut self, gate: &Gate, op: &mut F) -> Result<()>
-    where
-        F: FnMut(Op) -> Result<u64>,
-    {
-        loop {
-            let timed = self.next_op();
-            let before = Instant::now();
-            let value = op(timed)?;
-            let nanos = before.elapsed().as_nanos() as u64;
-            self.finish(timed, value)?;
-            self.histogram
-                .saturating_record(nanos.saturating_sub(self.timer_overhead_ns).max(1));
-            for _ in 1..SAMPLE_EVERY {
-                let next = self.next_op();
-                let value = op(next)?;
-                self.finish(next, value)?;
-            }
-            self.ops += SAMPLE_EVERY;
-            if gate.stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Fails unless `value` is what the data file holds for `op` (or, where
-/// the workload writes, a value written to that word; or, for a write,
-/// the value written).
-#[inline]
-fn check(op: Op, value: u64, writes: bool) -> Result<()> {
-    let expected = match op {
-        Op::Point { page, offset } => {
-            let original = data::value_at(page, offset);
-            if value == original || (writes && data::is_written_value(page, offset, value)) {
-                return Ok(());
-            }
-            original
-        }
-        Op::Scan { page } => data::page_sum(page),
-        Op::Write { value, .. } => value,
-    };
-    if value == expected {
-        Ok(())
-    } else {
-        Err(wrong_value(op, value, expected))
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn wrong_value(op: Op, value: u64, expected: u64) -> Error {
-    let what = match op {
-        Op::Point { page, offset } => format!("the u64 at offset {offset} of page {page}"),
-        Op::Scan { page } => format!("the sum of page {page}"),
-        Op::Write { page, offset, .. } => {
-            format!("the result of writing the u64 at offset {offset} of page {page}")
-        }
-    };
-    Error::msg(format!(
-        "WRONG VALUE: read {value:#018x} as {what}, the file holds {expected:#018x}"
-    ))
-}
-
-/// The median cost of timing an empty region with `Instant`.
-pub fn timer_overhead_ns() -> u64 {
-    let mut samples: Vec<u64> = (0..10_001)
-        .map(|_| {
-            let before = Instant::now();
-            std::hint::black_box(());
-            before.elapsed().as_nanos() as u64
-        })
-        .collect();
-    samples.sort_unstable();
-    samples[samples.len() / 2]
 }
 
 /// Runs one measurement; see the module docs.
@@ -557,8 +309,7 @@ fn measure(
         resources::rss_anon_bytes() as i64 - anon_before as i64 - log_bytes as i64;
     let cache_bytes = data::cached_bytes(spec.setup.path)?;
 
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_NS, 3)
-        .map_err(|e| Error::msg(format!("creating a latency histogram: {e}")))?;
+    let mut histogram = new_histogram()?;
     let mut ops = 0;
     let mut ops_per_sec = 0.0;
     for driver in &drivers {
@@ -622,39 +373,7 @@ fn join_all<T>(workers: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wrong_values_are_errors() {
-        let point = Op::Point {
-            page: 3,
-            offset: 16,
-        };
-        assert!(check(point, data::value_at(3, 16), false).is_ok());
-        let err = check(point, data::value_at(4, 16), false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("WRONG VALUE") && err.contains("page 3"),
-            "{err}"
-        );
-        let scan = Op::Scan { page: 9 };
-        assert!(check(scan, data::page_sum(9), false).is_ok());
-        assert!(check(scan, data::page_sum(9) + 1, false).is_err());
-        // A written value is accepted only where the workload writes, and
-        // only at the word it was written to.
-        let written = data::written_value(3, 16, 1, 5);
-        assert!(check(point, written, true).is_ok());
-        assert!(check(point, written, false).is_err());
-        assert!(check(
-            Op::Point {
-                page: 3,
-                offset: 24
-            },
-            written,
-            true
-        )
-        .is_err());
-    }
+    use crate::bench::workload::Op;
 
     /// Words in a map; optionally forgets writes to one page.
     struct Fake {

@@ -249,6 +249,22 @@ enum Dist {
     Zipf(Zipf, Scatter),
 }
 
+/// How a workload draws its operations: the driver runs a loop of its own
+/// for each shape, so that drawing an operation of a hot workload costs
+/// only its random numbers (no branch on the distribution, the scan flag
+/// or the write share, no `Op` dispatch after inlining).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One u64 of a uniform page (hot-point, uniform-miss).
+    UniformPoint,
+    /// A whole uniform page (hot-scan).
+    UniformScan,
+    /// One u64 of a Zipf page (zipf).
+    ZipfPoint,
+    /// Anything else, through [`Sampler::next`] (mixed).
+    General,
+}
+
 /// Generates one thread's operations for a workload over `pages` pages.
 #[derive(Clone, Debug)]
 pub struct Sampler {
@@ -296,14 +312,42 @@ impl Sampler {
         }
     }
 
+    /// How this workload draws its operations.
+    pub fn shape(&self) -> Shape {
+        match (&self.dist, self.scan, self.write_below) {
+            (Dist::Uniform, false, 0) => Shape::UniformPoint,
+            (Dist::Uniform, true, 0) => Shape::UniformScan,
+            (Dist::Zipf(..), false, 0) => Shape::ZipfPoint,
+            _ => Shape::General,
+        }
+    }
+
+    /// A uniform page below [`pages`](Self::pages).
+    #[inline(always)]
+    pub fn uniform_page(&self, rng: &mut Rng) -> u64 {
+        rng.below(self.pages)
+    }
+
+    /// A page drawn from the workload's distribution.
+    #[inline(always)]
+    pub fn page(&self, rng: &mut Rng) -> u64 {
+        match &self.dist {
+            Dist::Uniform => rng.below(self.pages),
+            Dist::Zipf(zipf, scatter) => scatter.page(zipf.sample(rng)),
+        }
+    }
+
+    /// A uniform 8-aligned offset of a word in a page's data area.
+    #[inline(always)]
+    pub fn point_offset(rng: &mut Rng) -> usize {
+        (rng.below(PAGE_WORDS) * 8) as usize
+    }
+
     /// The next operation of the thread writing `lane`. A write's value
     /// is left 0 for the driver to fill in.
     #[inline]
     pub fn next(&self, rng: &mut Rng, lane: Lane) -> Op {
-        let page = match &self.dist {
-            Dist::Uniform => rng.below(self.pages),
-            Dist::Zipf(zipf, scatter) => scatter.page(zipf.sample(rng)),
-        };
+        let page = self.page(rng);
         if self.scan {
             Op::Scan { page }
         } else if self.write_below != 0 && rng.next_u64() < self.write_below && lane.words != 0 {
@@ -316,7 +360,7 @@ impl Sampler {
         } else {
             Op::Point {
                 page,
-                offset: (rng.below(PAGE_WORDS) * 8) as usize,
+                offset: Self::point_offset(rng),
             }
         }
     }

@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::page_file::{open_direct, read_page, write_page, AlignedPage};
 use super::{load_u64, sum_words, Counters, Instance, LocalCounters, Setup, SharedCounters};
-use crate::bench::runner::Driver;
+use crate::bench::driver::Driver;
 use crate::bench::workload::Op;
 use crate::error::Result;
 
@@ -234,20 +234,23 @@ impl DashmapRwlock {
 impl Instance for DashmapRwlock {
     fn run_thread(&self, driver: &mut Driver<'_>) -> Result<()> {
         let mut local = LocalCounters::default();
-        let result = driver.drive(|op| match op {
-            Op::Point { page, offset } => {
-                self.with_page(page, &mut local, |f| load_u64(f.buf.data(), offset))?
-            }
-            Op::Scan { page } => self.scan(page, &mut local),
-            Op::Write {
-                page,
-                offset,
-                value,
-            } => {
-                self.with_page_mut(page, &mut local, |buf| buf.store_u64(offset, value))??;
-                Ok(value)
-            }
-        });
+        let result = driver.drive(
+            #[inline(always)]
+            |op| match op {
+                Op::Point { page, offset } => {
+                    self.with_page(page, &mut local, |f| load_u64(f.buf.data(), offset))?
+                }
+                Op::Scan { page } => self.scan(page, &mut local),
+                Op::Write {
+                    page,
+                    offset,
+                    value,
+                } => {
+                    self.with_page_mut(page, &mut local, |buf| buf.store_u64(offset, value))??;
+                    Ok(value)
+                }
+            },
+        );
         self.counters.publish(&local);
         result
     }

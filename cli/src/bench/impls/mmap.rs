@@ -18,7 +18,7 @@ use pagepool::PAGE_SIZE;
 
 use super::{load_u64, sum_words, Counters, Instance, Setup};
 use crate::bail;
-use crate::bench::runner::Driver;
+use crate::bench::driver::Driver;
 use crate::bench::workload::{Op, PAGE_WORDS};
 use crate::error::{Context, Result};
 
@@ -96,45 +96,51 @@ impl Instance for Mapped {
         match &self.map {
             Map::ReadOnly(map) => {
                 let bytes: &[u8] = map;
-                driver.drive(|op| {
-                    let page_at = |page: u64| {
-                        let start = page as usize * PAGE_SIZE;
-                        bytes
-                            .get(start..start + PAGE_SIZE)
-                            .context("page past the end of the mapping")
-                    };
-                    match op {
-                        Op::Point { page, offset } => load_u64(page_at(page)?, offset),
-                        Op::Scan { page } => {
-                            Ok(sum_words(&page_at(page)?[..PAGE_WORDS as usize * 8]))
+                driver.drive(
+                    #[inline(always)]
+                    |op| {
+                        let page_at = |page: u64| {
+                            let start = page as usize * PAGE_SIZE;
+                            bytes
+                                .get(start..start + PAGE_SIZE)
+                                .context("page past the end of the mapping")
+                        };
+                        match op {
+                            Op::Point { page, offset } => load_u64(page_at(page)?, offset),
+                            Op::Scan { page } => {
+                                Ok(sum_words(&page_at(page)?[..PAGE_WORDS as usize * 8]))
+                            }
+                            Op::Write { .. } => bail!("the mapping is read-only"),
                         }
-                        Op::Write { .. } => bail!("the mapping is read-only"),
-                    }
-                })
+                    },
+                )
             }
-            Map::ReadWrite(raw) => driver.drive(|op| match op {
-                Op::Point { page, offset } => {
-                    let word = Self::word(raw, len, page as usize * PAGE_SIZE + offset)?;
-                    Ok(u64::from_le(word.load(Ordering::Relaxed)))
-                }
-                Op::Scan { page } => {
-                    let mut sum = 0u64;
-                    for index in 0..PAGE_WORDS as usize {
-                        let word = Self::word(raw, len, page as usize * PAGE_SIZE + index * 8)?;
-                        sum = sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)));
+            Map::ReadWrite(raw) => driver.drive(
+                #[inline(always)]
+                |op| match op {
+                    Op::Point { page, offset } => {
+                        let word = Self::word(raw, len, page as usize * PAGE_SIZE + offset)?;
+                        Ok(u64::from_le(word.load(Ordering::Relaxed)))
                     }
-                    Ok(sum)
-                }
-                Op::Write {
-                    page,
-                    offset,
-                    value,
-                } => {
-                    let word = Self::word(raw, len, page as usize * PAGE_SIZE + offset)?;
-                    word.store(value.to_le(), Ordering::Relaxed);
-                    Ok(value)
-                }
-            }),
+                    Op::Scan { page } => {
+                        let mut sum = 0u64;
+                        for index in 0..PAGE_WORDS as usize {
+                            let word = Self::word(raw, len, page as usize * PAGE_SIZE + index * 8)?;
+                            sum = sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)));
+                        }
+                        Ok(sum)
+                    }
+                    Op::Write {
+                        page,
+                        offset,
+                        value,
+                    } => {
+                        let word = Self::word(raw, len, page as usize * PAGE_SIZE + offset)?;
+                        word.store(value.to_le(), Ordering::Relaxed);
+                        Ok(value)
+                    }
+                },
+            ),
         }
     }
 

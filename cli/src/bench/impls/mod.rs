@@ -11,6 +11,11 @@
 //!
 //! - `raw`: the pages in an anonymous huge-page mapping, read in place
 //!   with no checks: the machine's limit (hot workloads only).
+//! - `raw-loop`: the same memory as `raw`, read by a loop of its own that
+//!   checks nothing and times nothing (two random numbers, one load, a
+//!   running sum): the check on `raw`, which runs through the benchmark's
+//!   driver. `raw` within 0.9× of it means the driver measures the
+//!   implementations, not itself.
 //! - `dashmap-rwlock`: `DashMap<u64, Arc<RwLock<Frame>>>`, its own
 //!   second-chance eviction, `O_DIRECT` reads and write-back.
 //! - `mutex-lru`: one `Mutex` around an `lru::LruCache`, `O_DIRECT` I/O
@@ -35,12 +40,13 @@ mod pagepool_optimistic;
 mod pagepool_shared;
 mod pread;
 mod raw;
+mod raw_loop;
 
 use std::path::Path;
 
 use clap::ValueEnum;
 
-use super::runner::Driver;
+use super::driver::Driver;
 use super::workload::Workload;
 use crate::error::Result;
 
@@ -54,6 +60,9 @@ pub enum ImplKind {
     /// The pages in memory, read in place: the machine's limit (hot
     /// workloads only).
     Raw,
+    /// `raw`'s memory read by a bare loop that checks and times nothing:
+    /// the check on the driver (hot workloads only).
+    RawLoop,
     /// `DashMap<page, Arc<RwLock<page>>>` with its own eviction and
     /// `O_DIRECT` I/O.
     DashmapRwlock,
@@ -78,6 +87,7 @@ impl ImplKind {
             ImplKind::Pagepool => "pagepool",
             ImplKind::PagepoolShared => "pagepool-shared",
             ImplKind::Raw => "raw",
+            ImplKind::RawLoop => "raw-loop",
             ImplKind::DashmapRwlock => "dashmap-rwlock",
             ImplKind::MutexLru => "mutex-lru",
             ImplKind::Mmap => "mmap",
@@ -97,7 +107,7 @@ impl ImplKind {
     /// cannot miss, for one).
     pub fn supports(self, workload: Workload) -> bool {
         match self {
-            ImplKind::Raw => workload.is_hot(),
+            ImplKind::Raw | ImplKind::RawLoop => workload.is_hot(),
             _ => true,
         }
     }
@@ -108,6 +118,7 @@ impl ImplKind {
             ImplKind::Pagepool => Box::new(pagepool_optimistic::Optimistic::open(setup)?),
             ImplKind::PagepoolShared => Box::new(pagepool_shared::Shared::open(setup)?),
             ImplKind::Raw => Box::new(raw::Raw::open(setup)?),
+            ImplKind::RawLoop => Box::new(raw_loop::RawLoop::open(setup)?),
             ImplKind::DashmapRwlock => Box::new(dashmap_rwlock::DashmapRwlock::open(setup)?),
             ImplKind::MutexLru => Box::new(mutex_lru::MutexLru::open(setup)?),
             ImplKind::Mmap => Box::new(mmap::Mapped::open(setup)?),

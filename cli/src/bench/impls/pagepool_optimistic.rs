@@ -5,7 +5,7 @@
 use pagepool::{BufferPool, FileId, PageId, ThreadPin};
 
 use super::{open_pool, pool_counters, pool_write, Counters, Instance, Setup};
-use crate::bench::runner::Driver;
+use crate::bench::driver::Driver;
 use crate::bench::workload::Op;
 use crate::error::Result;
 
@@ -28,17 +28,20 @@ impl Instance for Optimistic {
         let pool = &self.pool;
         let file = self.file;
         let pin = pool.pin_thread();
-        driver.drive(|op| match op {
-            Op::Point { page, offset } => {
-                Ok(pin.optimistic(PageId::new(file, page), |view| view.load_u64(offset))??)
-            }
-            Op::Scan { page } => scan(&pin, PageId::new(file, page)),
-            Op::Write {
-                page,
-                offset,
-                value,
-            } => pool_write(&pin, PageId::new(file, page), offset, value),
-        })
+        driver.drive(
+            #[inline(always)]
+            |op| match op {
+                Op::Point { page, offset } => {
+                    pin.optimistic_try(PageId::new(file, page), |view| Ok(view.load_u64(offset)?))
+                }
+                Op::Scan { page } => scan(&pin, PageId::new(file, page)),
+                Op::Write {
+                    page,
+                    offset,
+                    value,
+                } => pool_write(&pin, PageId::new(file, page), offset, value),
+            },
+        )
     }
 
     fn counters(&self) -> Option<Counters> {

@@ -4,7 +4,7 @@
 use pagepool::{BufferPool, FileId, PageId, ThreadPin};
 
 use super::{load_u64, open_pool, pool_counters, pool_write, sum_words, Counters, Instance, Setup};
-use crate::bench::runner::Driver;
+use crate::bench::driver::Driver;
 use crate::bench::workload::Op;
 use crate::error::Result;
 
@@ -27,15 +27,18 @@ impl Instance for Shared {
         let pool = &self.pool;
         let file = self.file;
         let pin = pool.pin_thread();
-        driver.drive(|op| match op {
-            Op::Point { page, offset } => load_u64(&pin.read(PageId::new(file, page))?, offset),
-            Op::Scan { page } => scan(&pin, PageId::new(file, page)),
-            Op::Write {
-                page,
-                offset,
-                value,
-            } => pool_write(&pin, PageId::new(file, page), offset, value),
-        })
+        driver.drive(
+            #[inline(always)]
+            |op| match op {
+                Op::Point { page, offset } => load_u64(&pin.read(PageId::new(file, page))?, offset),
+                Op::Scan { page } => scan(&pin, PageId::new(file, page)),
+                Op::Write {
+                    page,
+                    offset,
+                    value,
+                } => pool_write(&pin, PageId::new(file, page), offset, value),
+            },
+        )
     }
 
     fn counters(&self) -> Option<Counters> {

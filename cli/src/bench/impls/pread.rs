@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use pagepool::PAGE_SIZE;
 
 use super::{load_u64, sum_words, Counters, Instance, Setup};
-use crate::bench::runner::Driver;
+use crate::bench::driver::Driver;
 use crate::bench::workload::Op;
 use crate::error::{Context, Result};
 use pagepool::PAGE_DATA_SIZE;
@@ -40,32 +40,35 @@ impl Pread {
 
 impl Instance for Pread {
     fn run_thread(&self, driver: &mut Driver<'_>) -> Result<()> {
-        driver.drive(|op| {
-            let mut buf = [0u8; PAGE_SIZE];
-            match op {
-                Op::Point { page, offset } => {
-                    self.read(page, &mut buf)?;
-                    load_u64(&buf[..PAGE_DATA_SIZE], offset)
+        driver.drive(
+            #[inline(always)]
+            |op| {
+                let mut buf = [0u8; PAGE_SIZE];
+                match op {
+                    Op::Point { page, offset } => {
+                        self.read(page, &mut buf)?;
+                        load_u64(&buf[..PAGE_DATA_SIZE], offset)
+                    }
+                    Op::Scan { page } => {
+                        self.read(page, &mut buf)?;
+                        Ok(sum_words(&buf[..PAGE_DATA_SIZE]))
+                    }
+                    Op::Write {
+                        page,
+                        offset,
+                        value,
+                    } => {
+                        self.file
+                            .write_all_at(
+                                &value.to_le_bytes(),
+                                page * PAGE_SIZE as u64 + offset as u64,
+                            )
+                            .with_context(|| format!("pwrite to page {page}"))?;
+                        Ok(value)
+                    }
                 }
-                Op::Scan { page } => {
-                    self.read(page, &mut buf)?;
-                    Ok(sum_words(&buf[..PAGE_DATA_SIZE]))
-                }
-                Op::Write {
-                    page,
-                    offset,
-                    value,
-                } => {
-                    self.file
-                        .write_all_at(
-                            &value.to_le_bytes(),
-                            page * PAGE_SIZE as u64 + offset as u64,
-                        )
-                        .with_context(|| format!("pwrite to page {page}"))?;
-                    Ok(value)
-                }
-            }
-        })
+            },
+        )
     }
 
     fn counters(&self) -> Option<Counters> {

@@ -9,7 +9,7 @@ use pagepool::{PAGE_DATA_SIZE, PAGE_SIZE};
 use super::{Counters, Instance, Setup};
 use crate::bail;
 use crate::bench::data;
-use crate::bench::runner::Driver;
+use crate::bench::driver::Driver;
 use crate::bench::workload::{Op, PAGE_WORDS};
 use crate::error::{Context, Result};
 
@@ -82,6 +82,18 @@ impl Raw {
         Ok(raw)
     }
 
+    /// The first page's address; page `p` starts `p * PAGE_SIZE` bytes
+    /// later, for `p` below [`pages`](Self::pages). The memory is only
+    /// read after `open`.
+    pub fn base(&self) -> *const u8 {
+        self.aligned_base()
+    }
+
+    /// Pages in the mapping.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
     fn aligned_base(&self) -> *mut u8 {
         let offset = self.base.align_offset(HUGE_PAGE);
         // SAFETY: the mapping is `map_len` ≥ len + HUGE_PAGE bytes, and
@@ -103,34 +115,37 @@ impl Instance for Raw {
             );
         }
         let base = self.aligned_base() as *const u8;
-        driver.drive(|op| match op {
-            Op::Point { page, offset } => {
-                // SAFETY: page < pages (checked against the driver's limit
-                // above) and offset + 8 <= PAGE_DATA_SIZE with offset
-                // 8-aligned (the driver's contract), so the aligned u64 lies
-                // inside the filled mapping, which is only read now.
-                let word = unsafe {
-                    base.add(page as usize * PAGE_SIZE + offset)
-                        .cast::<u64>()
-                        .read()
-                };
-                Ok(u64::from_le(word))
-            }
-            Op::Scan { page } => {
-                // SAFETY: as above: the page's data words lie inside the
-                // filled mapping, which no one writes any more.
-                let words = unsafe {
-                    std::slice::from_raw_parts(
-                        base.add(page as usize * PAGE_SIZE).cast::<u64>(),
-                        PAGE_WORDS as usize,
-                    )
-                };
-                Ok(words
-                    .iter()
-                    .fold(0u64, |sum, &w| sum.wrapping_add(u64::from_le(w))))
-            }
-            Op::Write { .. } => bail!("raw is read-only"),
-        })
+        driver.drive(
+            #[inline(always)]
+            |op| match op {
+                Op::Point { page, offset } => {
+                    // SAFETY: page < pages (checked against the driver's limit
+                    // above) and offset + 8 <= PAGE_DATA_SIZE with offset
+                    // 8-aligned (the driver's contract), so the aligned u64 lies
+                    // inside the filled mapping, which is only read now.
+                    let word = unsafe {
+                        base.add(page as usize * PAGE_SIZE + offset)
+                            .cast::<u64>()
+                            .read()
+                    };
+                    Ok(u64::from_le(word))
+                }
+                Op::Scan { page } => {
+                    // SAFETY: as above: the page's data words lie inside the
+                    // filled mapping, which no one writes any more.
+                    let words = unsafe {
+                        std::slice::from_raw_parts(
+                            base.add(page as usize * PAGE_SIZE).cast::<u64>(),
+                            PAGE_WORDS as usize,
+                        )
+                    };
+                    Ok(words
+                        .iter()
+                        .fold(0u64, |sum, &w| sum.wrapping_add(u64::from_le(w))))
+                }
+                Op::Write { .. } => bail!("raw is read-only"),
+            },
+        )
     }
 
     fn counters(&self) -> Option<Counters> {
