@@ -151,6 +151,7 @@ impl<'pool> PageRef<'pool> {
 impl Deref for PageRef<'_> {
     type Target = [u8];
 
+    #[inline(always)]
     fn deref(&self) -> &[u8] {
         // SAFETY: this guard holds the frame's shared latch for as long as
         // the returned slice can live (it borrows `self`), so no writer
@@ -161,7 +162,7 @@ impl Deref for PageRef<'_> {
 }
 
 impl Drop for PageRef<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         self.owner.0.held.released(self.frame_id, GuardKind::Shared);
         self.pool.release_shared(self.frame_id);
@@ -370,7 +371,7 @@ impl<'pool> ThreadPin<'pool> {
     }
 
     /// [`BufferPool::read`] on this thread's handle.
-    #[inline]
+    #[inline(always)]
     pub fn read(&self, page_id: PageId) -> Result<PageRef<'pool>> {
         self.pool.read_with(page_id, &self.slot)
     }

@@ -312,8 +312,37 @@ impl BufferPool {
         self.read_with(page_id, &slot)
     }
 
+    /// `read` with this thread's slot in hand: a hit (the table's frame
+    /// holds the page and its shared latch is free to take) is inlined
+    /// into the caller; everything else is `read_slow`, out of line.
+    #[inline(always)]
     pub(crate) fn read_with(&self, page_id: PageId, slot: &Rc<ThreadSlot>) -> Result<PageRef<'_>> {
-        let mut exact = false;
+        if let Some(frame_id) = self.lookup(page_id, slot, false) {
+            let meta = self.frames.meta(frame_id);
+            // The page id is read under the latch: a frame latched shared
+            // cannot change tenants.
+            if meta.latch.try_lock_shared().is_ok() {
+                if meta.page_id() == Some(page_id) {
+                    slot.stats.bump(Counter::Hits);
+                    return Ok(PageRef::new(self, frame_id, page_id, slot));
+                }
+                // A stale hint: the next lookup takes the bucket's lock.
+                self.release_shared(frame_id);
+                return self.read_slow(page_id, slot, true);
+            }
+        }
+        self.read_slow(page_id, slot, false)
+    }
+
+    /// Everything of `read` but a first-try hit: misses, waits for a
+    /// writer, a frame that changed tenants, a recursive read.
+    #[inline(never)]
+    fn read_slow(
+        &self,
+        page_id: PageId,
+        slot: &Rc<ThreadSlot>,
+        mut exact: bool,
+    ) -> Result<PageRef<'_>> {
         loop {
             let Some(frame_id) = self.lookup(page_id, slot, exact) else {
                 if let Load::Loaded(frame_id) = self.load(page_id, slot)? {
@@ -678,7 +707,7 @@ impl BufferPool {
     /// The frame the table maps `page_id` to, if any (a hint: the caller
     /// checks the frame under its latch or validation), pinned for the
     /// lookup only. See [`find`](Self::find) for `exact`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup(
         &self,
         page_id: PageId,
@@ -745,7 +774,7 @@ impl BufferPool {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release_shared(&self, frame_id: FrameId) {
         if self.frames.meta(frame_id).latch.unlock_shared() {
             self.queues.wake(frame_id);
