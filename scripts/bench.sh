@@ -31,7 +31,7 @@ if [[ "$what" == all || "$what" == suite ]]; then
     cargo build --release -p pagepool-cli
     suite=(./target/release/pagepool bench
         --workload hot-point,hot-scan,zipf,uniform-miss,mixed
-        --impl pagepool,pagepool-shared,raw,dashmap-rwlock,mutex-lru,mmap,pread,mmap-capped,pread-capped
+        --impl pagepool,pagepool-shared,raw,raw-loop,dashmap-rwlock,mutex-lru,mmap,pread,mmap-capped,pread-capped
         --threads 1,2,16,32 --seconds "$seconds" --repeat "$repeat" --fio
         --json docs/bench.json --plot docs/bench.png)
     if [[ "${PRIORITY:-0}" == 1 ]]; then

@@ -46,10 +46,11 @@
 //!   as before). Before each timed batch the driver times one untimed
 //!   batch whole; the difference is what timing costs, and the number of
 //!   untimed batches until the next timed one is set so that this cost
-//!   stays under 1/[`SAMPLE_COST_SHARE`] of the run. Timing a hit costs
-//!   more than the hit, so hot runs take a timed batch every millisecond
-//!   or so (tens of thousands of samples a second); timing a miss costs
-//!   next to nothing, so miss runs time every other batch.
+//!   stays under 1/[`SAMPLE_COST_SHARE`] of the run (and at most
+//!   `MAX_SAMPLE_PERIOD` untimed batches pass between two timed ones).
+//!   Timing a hit costs more than the hit, so hot runs take a timed batch
+//!   every 10 ms or so (some 25 000 samples a second per thread); timing a
+//!   miss costs next to nothing, so miss runs time every other batch.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
