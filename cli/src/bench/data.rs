@@ -47,6 +47,26 @@ pub fn page_sum(page: u64) -> u64 {
         .wrapping_add(INDEX_SUM.wrapping_mul(K))
 }
 
+/// The wrapping sum of [`value_at`] over operations whose pages, each
+/// shifted left by 12 bits, add up to `shifted_pages`, and whose word
+/// indexes (offset / 8) add up to `words`. `value_at` is linear in both,
+/// so a batch of point reads can be checked against running sums; the
+/// page is tallied as `page << 12` because that is the value the address
+/// computation already holds.
+#[inline(always)]
+pub fn sum_of_values(shifted_pages: u64, words: u64) -> u64 {
+    (shifted_pages >> 12).wrapping_add(words.wrapping_mul(K))
+}
+
+/// The wrapping sum of [`page_sum`] over `count` pages whose numbers,
+/// each shifted left by 12 bits, add up to `shifted_pages`.
+#[inline(always)]
+pub fn sum_of_page_sums(shifted_pages: u64, count: u64) -> u64 {
+    (shifted_pages >> 12)
+        .wrapping_mul(PAGE_WORDS)
+        .wrapping_add(count.wrapping_mul(page_sum(0)))
+}
+
 /// The tag of the word at `offset` of page `page`, in the top 16 bits.
 #[inline]
 fn word_tag(page: u64, offset: usize) -> u64 {
@@ -300,6 +320,21 @@ pub fn drop_cache(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_sums_match_the_values_they_stand_for() {
+        let ops = [(3u64, 16usize), (70_000, 4072), (0, 0), (1 << 36, 8)];
+        let shifted_pages = ops.iter().map(|&(page, _)| page << 12).sum::<u64>();
+        let words = ops.iter().map(|&(_, offset)| (offset / 8) as u64).sum();
+        let values = ops.iter().fold(0u64, |sum, &(page, offset)| {
+            sum.wrapping_add(value_at(page, offset))
+        });
+        assert_eq!(sum_of_values(shifted_pages, words), values);
+        let sums = ops
+            .iter()
+            .fold(0u64, |sum, &(page, _)| sum.wrapping_add(page_sum(page)));
+        assert_eq!(sum_of_page_sums(shifted_pages, ops.len() as u64), sums);
+    }
 
     #[test]
     fn sum_matches_the_words() {
