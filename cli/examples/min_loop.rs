@@ -56,7 +56,8 @@ fn main() {
                             let page = below(&mut rng, pages as u64) as usize * PAGE_WORDS;
                             if scan {
                                 let data = &words[page..page + DATA_WORDS as usize];
-                                sum = data.iter().fold(sum, |a, &w| a.wrapping_add(w));
+                                let page_sum = data.iter().fold(0u64, |a, &w| a.wrapping_add(w));
+                                sum = sum.wrapping_add(page_sum);
                             } else {
                                 sum = sum.wrapping_add(
                                     words[page + below(&mut rng, DATA_WORDS) as usize],

@@ -276,9 +276,9 @@ impl<'a> Driver<'a> {
         let sampler = self.sampler;
         let summed = !self.writes && sampler.pages() <= MAX_SUMMED_PAGES;
         match (sampler.shape(), summed) {
-            (Shape::UniformPoint, true) => self.exact_loop(gate, op, UniformPoint(sampler)),
-            (Shape::UniformScan, true) => self.exact_loop(gate, op, UniformScan(sampler)),
-            (Shape::ZipfPoint, true) => self.exact_loop(gate, op, AnyPoint(sampler)),
+            (Shape::UniformPoint, true) => self.summed_loop(gate, op, UniformPoint(sampler)),
+            (Shape::UniformScan, true) => self.summed_loop(gate, op, UniformScan(sampler)),
+            (Shape::ZipfPoint, true) => self.summed_loop(gate, op, AnyPoint(sampler)),
             _ => self.sampled_loop(
                 gate,
                 op,
@@ -290,7 +290,7 @@ impl<'a> Driver<'a> {
 
     /// The timed loop of a read-only workload drawn by `draw`.
     #[inline(always)]
-    fn exact_loop<F, G>(&mut self, gate: &Gate, op: &mut F, draw: G) -> Result<()>
+    fn summed_loop<F, G>(&mut self, gate: &Gate, op: &mut F, draw: G) -> Result<()>
     where
         F: FnMut(Op) -> Result<u64>,
         G: Draw,
@@ -298,8 +298,8 @@ impl<'a> Driver<'a> {
         self.sampled_loop(
             gate,
             op,
-            |driver, op| driver.exact_batch(op, &draw),
-            |driver, op| driver.timed_exact_batch(op, &draw),
+            |driver, op| driver.summed_batch(op, &draw),
+            |driver, op| driver.timed_summed_batch(op, &draw),
         )
     }
 
@@ -334,7 +334,7 @@ impl<'a> Driver<'a> {
 
     /// [`BATCH`] operations drawn by `draw`, checked once at the end.
     #[inline(always)]
-    fn exact_batch<F, G>(&mut self, op: &mut F, draw: &G) -> Result<()>
+    fn summed_batch<F, G>(&mut self, op: &mut F, draw: &G) -> Result<()>
     where
         F: FnMut(Op) -> Result<u64>,
         G: Draw,
@@ -393,7 +393,7 @@ impl<'a> Driver<'a> {
 
     /// [`BATCH`] operations drawn by `draw`, each timed and checked alone.
     #[inline(never)]
-    fn timed_exact_batch<F, G>(&mut self, op: &mut F, draw: &G) -> Result<()>
+    fn timed_summed_batch<F, G>(&mut self, op: &mut F, draw: &G) -> Result<()>
     where
         F: FnMut(Op) -> Result<u64>,
         G: Draw,

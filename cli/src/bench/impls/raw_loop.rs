@@ -98,7 +98,11 @@ fn scan_chunk(base: *const u8, pages: u64, rng: &mut Rng) -> u64 {
                 PAGE_WORDS as usize,
             )
         };
-        sum = words.iter().fold(sum, |sum, &w| sum.wrapping_add(w));
+        // Each page summed from zero, as `raw` does: seeding the page's
+        // vector sum with the running total would chain every page's
+        // additions behind the previous page's last one.
+        let page_sum = words.iter().fold(0u64, |sum, &w| sum.wrapping_add(w));
+        sum = sum.wrapping_add(page_sum);
     }
     std::hint::black_box(sum);
     CHUNK
