@@ -25,6 +25,8 @@ checker_command() {
 checker_base() {
     case "$1" in
         shuttle) echo "cargo test --release --features shuttle,internals --test shuttle_pool" ;;
+        shuttle-olc) echo "cargo test --release --features shuttle,internals --test shuttle_olc" ;;
+        olc) echo "cargo test --test olc" ;;
         unit) echo "cargo test --lib" ;;
         bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;
         liveness) echo "cargo test --test liveness" ;;

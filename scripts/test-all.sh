@@ -20,6 +20,7 @@ RUSTFLAGS="--cfg loom --cfg crossbeam_loom" \
 
 step "shuttle suites"
 cargo test --release --features shuttle,internals --test shuttle_pool
+cargo test --release --features shuttle,internals --test shuttle_olc
 
 step "planted bugs"
 bash scripts/mutations.sh

@@ -110,6 +110,13 @@ pub(crate) struct ThreadSlot {
     pub(crate) stats: Arc<ThreadStats>,
     /// The latches this thread holds on the pool's frames.
     pub(crate) held: HeldLatches,
+    /// Live [`OptimisticGuard`](crate::OptimisticGuard)s of this thread:
+    /// while any is alive the thread is pinned and may not block.
+    pub(crate) optimistic_guards: Cell<u32>,
+    /// A page an optimistic guard could not start on without blocking (a
+    /// miss, a latched frame): loaded or waited for by the next guard
+    /// that starts with none alive (see `access/optimistic_guard.rs`).
+    pub(crate) deferred: Cell<Option<PageId>>,
     pool_uid: u64,
     registry: Weak<Registry>,
 }
@@ -150,6 +157,8 @@ impl EpochDomain {
             handle: self.collector.register(),
             stats,
             held: HeldLatches::default(),
+            optimistic_guards: Cell::new(0),
+            deferred: Cell::new(None),
             pool_uid: self.uid,
             registry: Arc::downgrade(&self.registry),
         });

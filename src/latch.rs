@@ -49,6 +49,10 @@
 //! | `try_lock_exclusive`  | no EXCL, no FREE, count 0                    | EXCL, MARK and PENDING cleared, then fence(Release) | Acquire |
 //! | `unlock_exclusive`    | EXCL                                         | version + 1, DIRTY if written, WAITERS cleared | Release |
 //! | `downgrade_clean`     | EXCL                                         | count 1, version + 1, DIRTY and WAITERS cleared | Release |
+//! | `try_upgrade_optimistic` | version v, no EXCL/FREE, count 0 (flags may differ) | EXCL, MARK and PENDING cleared, then fence(Release) | Acquire |
+//! | `try_share_optimistic` | version v, no EXCL/FREE/PENDING, count < MAX | count + 1, MARK cleared                      | Acquire |
+//! | `try_upgrade_shared`  | count = 1 (the caller), no EXCL              | EXCL, count 0, MARK and PENDING cleared, then fence(Release) | Acquire |
+//! | `downgrade`           | EXCL                                         | count 1, version + 1, DIRTY if written, WAITERS cleared | Release |
 //! | `redirty`             | count ≥ 1 (caller holds shared)              | DIRTY set                                    | Relaxed |
 //! | `mark_pending`        | count ≥ 1, no EXCL, no FREE (a writer waits) | PENDING set                                  | Relaxed |
 //! | `withdraw_pending`    | PENDING (a waiting writer gives up)          | PENDING and WAITERS cleared                  | Relaxed |
@@ -356,6 +360,99 @@ impl PageLatch {
     pub(crate) fn downgrade_clean(&self) -> bool {
         self.release_exclusive(|state| {
             bump_version(state & !(EXCL | WAITERS | DIRTY | SHARED_MASK)) | SHARED_ONE
+        })
+    }
+
+    /// Optimistic → exclusive: takes `EXCL` only if the state still has
+    /// the version, and none of the holders, of `begin_state` (which an
+    /// optimistic read recorded). Flag changes (mark, waiters, dirty) do
+    /// not fail it; a new version, a holder or `FREE` does. On success it
+    /// issues the writer's release fence, as `try_lock_exclusive` does.
+    pub(crate) fn try_upgrade_optimistic(&self, begin_state: u64) -> bool {
+        debug_assert!(begin_state & (EXCL | FREE) == 0);
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if (state ^ begin_state) & (EXCL | FREE | VERSION_MASK) != 0 || shared_count(state) != 0
+            {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                (state | EXCL) & !(MARK | PENDING),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    fence(Ordering::Release);
+                    return true;
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Optimistic → shared: one more shared holder, only if the state
+    /// still has the version of `begin_state`, no `EXCL`, no `FREE` and no
+    /// pending writer (a reader that would wait gives up instead).
+    pub(crate) fn try_share_optimistic(&self, begin_state: u64) -> bool {
+        debug_assert!(begin_state & (EXCL | FREE) == 0);
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if (state ^ begin_state) & (EXCL | FREE | VERSION_MASK) != 0
+                || state & PENDING != 0
+                || shared_count(state) == MAX_SHARED
+            {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                (state + SHARED_ONE) & !MARK,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Shared → exclusive for the only shared holder: fails (and changes
+    /// nothing) if anyone else holds the latch shared. The version does
+    /// not move (shared holders changed nothing); the release of `EXCL`
+    /// advances it. Ends with the writer's release fence.
+    pub(crate) fn try_upgrade_shared(&self) -> bool {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            debug_assert!(
+                shared_count(state) >= 1 && state & (EXCL | FREE) == 0,
+                "{state:#x}"
+            );
+            if shared_count(state) != 1 {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                ((state - SHARED_ONE) | EXCL) & !(MARK | PENDING),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    fence(Ordering::Release);
+                    return true;
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Exclusive → shared: publishes the writes (version + 1, `DIRTY` if
+    /// `wrote`) and keeps one shared latch. Returns true if waiters must
+    /// be woken (readers may come in now).
+    #[must_use]
+    pub(crate) fn downgrade(&self, wrote: bool) -> bool {
+        let dirty = if wrote { DIRTY } else { 0 };
+        self.release_exclusive(|state| {
+            bump_version(state & !(EXCL | WAITERS | SHARED_MASK)) | SHARED_ONE | dirty
         })
     }
 

@@ -2,13 +2,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod access;
 mod config;
 mod durability;
 mod epoch;
 mod error;
 mod flush;
 mod frames;
-mod guards;
 mod held;
 mod io;
 mod latch;
@@ -21,9 +21,9 @@ mod table;
 mod undo;
 mod view;
 
+pub use access::{OlcError, OptimisticGuard, PageMut, PageRef, Restart, ThreadPin};
 pub use config::{PoolConfig, WalHook, MAX_FRAMES};
 pub use error::{Error, Result};
-pub use guards::{PageMut, PageRef, ThreadPin};
 pub use held::GuardKind;
 pub use io::{DirectFile, FileIdentity, IoMode, MemoryStorage, Storage};
 pub use io::{FaultController, FaultKind, FaultStats, Faulty, IoOp};

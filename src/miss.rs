@@ -170,6 +170,12 @@ impl BufferPool {
         Err(Error::Corrupt { page_id, reason })
     }
 
+    /// Errors if `page_id` names no page: an unknown file, or a page past
+    /// the file's end.
+    pub(crate) fn check_page_id(&self, page_id: PageId) -> Result<()> {
+        self.file_of(page_id).map(|_| ())
+    }
+
     /// The file of `page_id`, checking the page number against its size.
     fn file_of(&self, page_id: PageId) -> Result<Arc<DataFile>> {
         let file = self.file(page_id.file_id())?;

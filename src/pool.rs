@@ -59,12 +59,12 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
+use crate::access::{PageMut, PageRef, ThreadPin};
 use crate::config::PoolConfig;
 use crate::durability::SyncTracker;
 use crate::epoch::{EpochDomain, ThreadSlot};
 use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
-use crate::guards::{PageMut, PageRef, ThreadPin};
 use crate::held::GuardKind;
 use crate::io::{DirectFile, FileIdentity, Storage};
 use crate::latch::{Blocked, TimedOut, WaitQueues, Want};
@@ -722,7 +722,7 @@ impl BufferPool {
     /// (`PageTable::lookup_exact`), for a caller whose previous hint named
     /// a frame holding another page.
     #[inline]
-    fn find(
+    pub(crate) fn find(
         &self,
         page_id: PageId,
         exact: bool,

@@ -31,6 +31,13 @@ pub struct Stats {
     pub io_writes: u64,
     /// Syncs (`fdatasync`) issued to storage.
     pub io_syncs: u64,
+    /// Optimistic guards that ended in [`Restart`](crate::Restart): a
+    /// failed validation or upgrade, or a page that was not ready.
+    pub restarts: u64,
+    /// Pages freed to a file's free list.
+    pub pages_freed: u64,
+    /// Pages handed out by `allocate` from a free list.
+    pub pages_reused: u64,
 }
 
 impl Stats {
@@ -57,9 +64,12 @@ pub(crate) enum Counter {
     IoReads,
     IoWrites,
     IoSyncs,
+    Restarts,
+    PagesFreed,
+    PagesReused,
 }
 
-const COUNTERS: usize = 9;
+const COUNTERS: usize = 12;
 
 /// One thread's counters. Only the owning thread writes them. Aligned to
 /// two cache lines (the adjacent-line prefetcher pairs lines) so that two
@@ -91,6 +101,9 @@ impl ThreadStats {
         total.io_reads += get(Counter::IoReads);
         total.io_writes += get(Counter::IoWrites);
         total.io_syncs += get(Counter::IoSyncs);
+        total.restarts += get(Counter::Restarts);
+        total.pages_freed += get(Counter::PagesFreed);
+        total.pages_reused += get(Counter::PagesReused);
     }
 }
 

@@ -144,6 +144,16 @@ impl AccessTracker {
         f()
     }
 
+    /// Starts a read of the frame that lasts until the returned span
+    /// drops (an optimistic guard's reads, which are not one closure).
+    #[inline]
+    pub(crate) fn begin_read(&self) -> ReadSpan {
+        #[cfg(loom)]
+        return ReadSpan(self.cell.get());
+        #[cfg(not(loom))]
+        ReadSpan()
+    }
+
     /// Runs `f` as an exclusive write of the frame.
     #[inline]
     pub(crate) fn write<R>(&self, f: impl FnOnce() -> R) -> R {
@@ -153,3 +163,13 @@ impl AccessTracker {
         f()
     }
 }
+
+/// A read of a frame declared to loom for as long as it lives (see
+/// [`AccessTracker::begin_read`]); nothing otherwise.
+#[derive(Debug)]
+pub(crate) struct ReadSpan(
+    // Held only for its drop, which ends the access loom tracks.
+    #[cfg(loom)]
+    #[allow(dead_code)]
+    loom::cell::ConstPtr<()>,
+);

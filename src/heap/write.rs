@@ -6,7 +6,7 @@ use super::{
     Corruption, Geometry, HeapError, HeapPageView, SlotEntry, HEADER_SIZE, MAX_RECORD_LEN,
     SLOT_SIZE,
 };
-use crate::guards::PageMut;
+use crate::access::PageMut;
 use crate::page::PAGE_DATA_SIZE;
 use crate::view::OutOfBounds;
 

@@ -1,4 +1,4 @@
-//! Guards: borrowed access to a resident page.
+//! Latch guards and the thread's handle: borrowed access to a resident page.
 //!
 //! - [`PageRef`]: a shared latch; derefs to the page's data as `&[u8]`, in
 //!   place in the frame (no copy). Writers wait until it is dropped;
@@ -81,15 +81,17 @@ use crate::view::{check, load_lsn, store_bytes, OptimisticView, OutOfBounds};
 #[derive(Debug)]
 #[must_use = "dropping the guard releases the latch at once"]
 pub struct PageRef<'pool> {
-    pool: &'pool BufferPool,
-    frame_id: FrameId,
-    page_id: PageId,
-    owner: Owner,
+    pub(super) pool: &'pool BufferPool,
+    pub(super) frame_id: FrameId,
+    pub(super) page_id: PageId,
+    pub(super) owner: Owner,
 }
 
 /// The slot of the thread that took a guard's latch, where the latch is
-/// recorded until the guard drops.
-struct Owner(Rc<ThreadSlot>);
+/// recorded until the guard drops. `None` only in a guard whose latch has
+/// been handed on to another guard (an upgrade or a downgrade), whose drop
+/// then releases nothing.
+pub(super) struct Owner(Option<Rc<ThreadSlot>>);
 
 // SAFETY: the `Rc` is cloned in the guards' constructors and dropped in
 // their `Drop`, both on the thread that owns the guard (guards are not
@@ -101,9 +103,15 @@ unsafe impl Sync for Owner {}
 impl Owner {
     /// Records `kind` on `frame_id` in the slot.
     #[inline]
-    fn record(slot: &Rc<ThreadSlot>, frame_id: FrameId, kind: GuardKind) -> Owner {
+    pub(super) fn record(slot: &Rc<ThreadSlot>, frame_id: FrameId, kind: GuardKind) -> Owner {
         slot.held.acquired(frame_id, kind);
-        Owner(Rc::clone(slot))
+        Owner(Some(Rc::clone(slot)))
+    }
+
+    /// Hands the latch on: this guard's drop will release nothing. The
+    /// caller records the latch under its new kind.
+    pub(super) fn hand_on(&mut self) -> Option<Rc<ThreadSlot>> {
+        self.0.take()
     }
 }
 
@@ -164,8 +172,10 @@ impl Deref for PageRef<'_> {
 impl Drop for PageRef<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        self.owner.0.held.released(self.frame_id, GuardKind::Shared);
-        self.pool.release_shared(self.frame_id);
+        if let Some(slot) = &self.owner.0 {
+            slot.held.released(self.frame_id, GuardKind::Shared);
+            self.pool.release_shared(self.frame_id);
+        }
     }
 }
 
@@ -198,11 +208,11 @@ macro_rules! stores {
 #[derive(Debug)]
 #[must_use = "dropping the guard releases the latch at once"]
 pub struct PageMut<'pool> {
-    pool: &'pool BufferPool,
-    frame_id: FrameId,
-    page_id: PageId,
-    wrote: bool,
-    owner: Owner,
+    pub(super) pool: &'pool BufferPool,
+    pub(super) frame_id: FrameId,
+    pub(super) page_id: PageId,
+    pub(super) wrote: bool,
+    pub(super) owner: Owner,
 }
 
 impl<'pool> PageMut<'pool> {
@@ -301,11 +311,10 @@ impl Deref for PageMut<'_> {
 impl Drop for PageMut<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.owner
-            .0
-            .held
-            .released(self.frame_id, GuardKind::Exclusive);
-        self.pool.release_exclusive(self.frame_id, self.wrote);
+        if let Some(slot) = &self.owner.0 {
+            slot.held.released(self.frame_id, GuardKind::Exclusive);
+            self.pool.release_exclusive(self.frame_id, self.wrote);
+        }
     }
 }
 
@@ -339,8 +348,8 @@ impl Drop for PageMut<'_> {
 /// [`write`]: ThreadPin::write
 #[must_use = "the pin lasts only as long as the handle"]
 pub struct ThreadPin<'pool> {
-    pool: &'pool BufferPool,
-    slot: Rc<ThreadSlot>,
+    pub(super) pool: &'pool BufferPool,
+    pub(super) slot: Rc<ThreadSlot>,
 }
 
 impl<'pool> ThreadPin<'pool> {

@@ -1,0 +1,25 @@
+//! The ways a caller reaches a page, from the cheapest to the strongest.
+//!
+//! | type                 | holds                       | gives                         | file                  |
+//! |----------------------|-----------------------------|-------------------------------|-----------------------|
+//! | [`OptimisticGuard`]  | the epoch pin, a version    | an `OptimisticView`, `check`  | `optimistic_guard.rs` |
+//! | [`PageRef`]          | a shared latch              | `&[u8]` of the frame          | `guards.rs`           |
+//! | [`PageMut`]          | the exclusive latch         | atomic stores, `&[u8]`        | `guards.rs`           |
+//! | [`ThreadPin`]        | the thread's session pin    | the calls above, fence-free   | `guards.rs`           |
+//!
+//! Moving between them without letting go (`upgrade.rs`):
+//!
+//! | from → to               | call                          | fails when                                  |
+//! |-------------------------|-------------------------------|---------------------------------------------|
+//! | optimistic → exclusive  | `OptimisticGuard::upgrade`    | the version moved, or anyone holds a latch  |
+//! | optimistic → shared     | `OptimisticGuard::share`      | the version moved, or a writer holds/waits  |
+//! | shared → exclusive      | `PageRef::try_upgrade`        | another shared holder exists (no waiting)   |
+//! | exclusive → shared      | `PageMut::downgrade`          | never (publishes the writes)                |
+//! | none → shared/exclusive | `ThreadPin::try_read`/`try_write` | it would wait for a latch or for I/O    |
+
+mod guards;
+mod optimistic_guard;
+mod upgrade;
+
+pub use guards::{PageMut, PageRef, ThreadPin};
+pub use optimistic_guard::{OlcError, OptimisticGuard, Restart};

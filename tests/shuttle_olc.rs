@@ -1,0 +1,155 @@
+//! Randomized schedules of optimistic lock coupling and upgrades, through
+//! the real pool (64-byte pages under shuttle).
+//!
+//! Run with `cargo test --release --features shuttle,internals --test shuttle_olc`;
+//! `SHUTTLE_ITERATIONS` and `SHUTTLE_SEED` as in `shuttle_pool.rs`.
+//!
+//! - **Coupling**: a writer moves a parent page between two children,
+//!   rewriting each child (with the parent's next generation) before the
+//!   parent points at it; a reader couples parent → child. A validated
+//!   read must find the child holding the parent's generation. A reader
+//!   that skipped either of `child`'s parent checks can validate a child
+//!   the writer had already moved on from.
+//! - **Upgrades**: threads increment a counter on a page by reading it
+//!   optimistically and upgrading; an upgrade that ignored the version
+//!   would lose increments.
+#![cfg(feature = "shuttle")]
+
+use std::sync::Arc;
+
+use pagepool::{BufferPool, FileId, MemoryStorage, OlcError, PageId, PoolConfig, Restart};
+use shuttle::scheduler::{PctScheduler, RandomScheduler};
+use shuttle::{Config, Runner};
+
+fn iterations() -> usize {
+    std::env::var("SHUTTLE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn seed() -> u64 {
+    std::env::var("SHUTTLE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+fn pool(pages: u64) -> (Arc<BufferPool>, FileId, Vec<PageId>) {
+    let pool = BufferPool::open(PoolConfig::new(4).evict_batch(1)).unwrap();
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    let ids = (0..pages).map(|_| pool.allocate(file).unwrap().0).collect();
+    (Arc::new(pool), file, ids)
+}
+
+const GENERATIONS: u64 = 3;
+
+fn coupling() {
+    let (pool, file, pages) = pool(3);
+    let (parent_id, children) = (pages[0], [pages[1], pages[2]]);
+    pool.write(parent_id)
+        .unwrap()
+        .store_u64(0, children[0].page_no())
+        .unwrap();
+    let writer = {
+        let pool = Arc::clone(&pool);
+        shuttle::thread::spawn(move || {
+            for generation in 1..=GENERATIONS {
+                let target = children[(generation % 2) as usize];
+                pool.write(target)
+                    .unwrap()
+                    .store_u64(8, generation)
+                    .unwrap();
+                let mut parent = pool.write(parent_id).unwrap();
+                parent.store_u64(0, target.page_no()).unwrap();
+                parent.store_u64(8, generation).unwrap();
+            }
+        })
+    };
+    let pin = pool.pin_thread();
+    for _ in 0..3 {
+        let read = || -> Result<(u64, u64), OlcError> {
+            let parent = pin.optimistic_guard(parent_id)?;
+            let child_no = parent.view().load_u64(0).map_err(|_| Restart)?;
+            let generation = parent.view().load_u64(8).map_err(|_| Restart)?;
+            let child = parent.child(PageId::new(file, child_no))?;
+            let seen = child.view().load_u64(8).map_err(|_| Restart)?;
+            Ok((generation, child.finish(seen)?))
+        };
+        match read() {
+            Ok((generation, seen)) => assert_eq!(seen, generation, "a stale child validated"),
+            Err(OlcError::Restart) => {}
+            Err(OlcError::Pool(error)) => panic!("{error}"),
+        }
+    }
+    drop(pin);
+    writer.join().unwrap();
+}
+
+const INCREMENTERS: usize = 2;
+const INCREMENTS: u64 = 2;
+
+fn upgrades() {
+    let (pool, _, pages) = pool(1);
+    let page_id = pages[0];
+    let threads: Vec<_> = (0..INCREMENTERS)
+        .map(|_| {
+            let pool = Arc::clone(&pool);
+            shuttle::thread::spawn(move || {
+                let pin = pool.pin_thread();
+                for _ in 0..INCREMENTS {
+                    loop {
+                        let guard = pin.optimistic_guard(page_id).unwrap();
+                        let value = guard.view().load_u64(0).unwrap();
+                        if let Ok(mut page) = guard.upgrade() {
+                            page.store_u64(0, value + 1).unwrap();
+                            break;
+                        }
+                        // Back off as an engine would: the holder that
+                        // made the upgrade fail must get to run.
+                        shuttle::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let total = pool
+        .optimistic(page_id, |v| v.load_u64(0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        total,
+        INCREMENTERS as u64 * INCREMENTS,
+        "an increment was lost"
+    );
+}
+
+#[test]
+fn coupling_under_pct_schedules() {
+    Runner::new(
+        PctScheduler::new_from_seed(seed(), 3, iterations()),
+        Config::new(),
+    )
+    .run(coupling);
+}
+
+#[test]
+fn coupling_under_random_schedules() {
+    Runner::new(
+        RandomScheduler::new_from_seed(seed(), iterations()),
+        Config::new(),
+    )
+    .run(coupling);
+}
+
+#[test]
+fn upgrades_under_pct_schedules() {
+    Runner::new(
+        PctScheduler::new_from_seed(seed(), 3, iterations()),
+        Config::new(),
+    )
+    .run(upgrades);
+}
