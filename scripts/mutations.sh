@@ -27,6 +27,7 @@ checker_base() {
         shuttle) echo "cargo test --release --features shuttle,internals --test shuttle_pool" ;;
         shuttle-olc) echo "cargo test --release --features shuttle,internals --test shuttle_olc" ;;
         olc) echo "cargo test --test olc" ;;
+        lifecycle) echo "cargo test --test lifecycle" ;;
         unit) echo "cargo test --lib" ;;
         bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;
         liveness) echo "cargo test --test liveness" ;;

@@ -209,6 +209,25 @@ pub enum Error {
         /// The id it is open under.
         file_id: FileId,
     },
+    /// The file has no header (it was not formatted with
+    /// [`BufferPool::format_file`](crate::BufferPool::format_file)), so it
+    /// has no free list and no root slots; or it cannot be formatted.
+    #[error("{file_id} has no header: {reason}")]
+    NoFileHeader {
+        /// The file.
+        file_id: FileId,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The page cannot be freed (the header, or a page already free).
+    /// Nothing was changed.
+    #[error("{page_id} cannot be freed: {reason}")]
+    NotFreeable {
+        /// The page.
+        page_id: PageId,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -222,7 +241,8 @@ impl Error {
             | Error::PageOutOfRange { page_id, .. }
             | Error::TooManySharedGuards { page_id }
             | Error::SelfDeadlock { page_id, .. }
-            | Error::LatchTimeout { page_id, .. } => Some(*page_id),
+            | Error::LatchTimeout { page_id, .. }
+            | Error::NotFreeable { page_id, .. } => Some(*page_id),
             Error::WouldBlockWhilePinned { page_id } => *page_id,
             _ => None,
         }

@@ -191,7 +191,7 @@ impl BufferPool {
 
     /// Removes the table entry of a frame this thread holds exclusively,
     /// marks it free and retires it through the epoch.
-    fn unmap_and_retire(&self, frame_id: FrameId, page_id: PageId, slot: &ThreadSlot) {
+    pub(crate) fn unmap_and_retire(&self, frame_id: FrameId, page_id: PageId, slot: &ThreadSlot) {
         let meta = self.frames.meta(frame_id);
         let guard = slot.pin();
         let removed = self.table.remove(page_id, frame_id, &guard);

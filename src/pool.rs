@@ -68,6 +68,7 @@ use crate::frames::{FrameId, Frames};
 use crate::held::GuardKind;
 use crate::io::{DirectFile, FileIdentity, Storage};
 use crate::latch::{Blocked, TimedOut, WaitQueues, Want};
+use crate::lifecycle::HeaderState;
 use crate::miss::{FreeFrames, Load};
 use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Stats};
@@ -128,6 +129,8 @@ pub(crate) struct DataFile {
     pub(crate) page_count: AtomicU64,
     /// Writes not yet made durable (see `durability.rs`).
     pub(crate) sync: SyncTracker,
+    /// Whether page 0 is a header with a free list (see `lifecycle/`).
+    pub(crate) header: HeaderState,
 }
 
 /// A buffer pool: a fixed set of 4 KiB frames caching pages of one or more
@@ -260,6 +263,7 @@ impl BufferPool {
             identity,
             page_count: AtomicU64::new(page_count),
             sync: SyncTracker::default(),
+            header: HeaderState::at_open(page_count),
         }));
         Ok(file_id)
     }
@@ -650,10 +654,25 @@ impl BufferPool {
         }
     }
 
-    /// Appends a new zeroed page to `file_id` and returns it latched
-    /// exclusively (and dirty: it reaches the file at the next write-back).
+    /// A new zeroed page of `file_id`, latched exclusively (and dirty: it
+    /// reaches the file at the next write-back): a page off the file's
+    /// free list if it has one with pages on it (see
+    /// [`format_file`](Self::format_file), [`free_page`](Self::free_page)),
+    /// else a page appended to the file.
     pub fn allocate(&self, file_id: FileId) -> Result<(PageId, PageMut<'_>)> {
         let file = self.file(file_id)?;
+        if let Some(reused) = self.allocate_free(file_id, &file)? {
+            return Ok(reused);
+        }
+        self.append_page(file_id, &file)
+    }
+
+    /// Appends a new zeroed page to the file, latched exclusively.
+    pub(crate) fn append_page(
+        &self,
+        file_id: FileId,
+        file: &DataFile,
+    ) -> Result<(PageId, PageMut<'_>)> {
         let slot = self.epoch.slot();
         // Taking a frame may evict (I/O) or wait for the epoch.
         let _unpinned = slot.block(None)?;

@@ -283,6 +283,15 @@ impl<'pool> PageMut<'pool> {
         load_lsn(self.pool.frames().words(self.frame_id))
     }
 
+    /// Ends this guard without releasing its latch: the caller takes over
+    /// the exclusive hold of the frame (and must end it), and this
+    /// thread's record of held latches forgets it.
+    pub(crate) fn hand_on_exclusive(mut self) -> (FrameId, PageId, Rc<ThreadSlot>) {
+        let slot = self.owner.hand_on().expect("a live guard has its owner");
+        slot.held.released(self.frame_id, GuardKind::Exclusive);
+        (self.frame_id, self.page_id, slot)
+    }
+
     /// Marks the page dirty without changing it, so the next flush writes
     /// it (used to write again pages whose sync failed).
     pub(crate) fn mark_dirty(&mut self) {
