@@ -28,6 +28,7 @@ checker_base() {
         shuttle-olc) echo "cargo test --release --features shuttle,internals --test shuttle_olc" ;;
         olc) echo "cargo test --test olc" ;;
         lifecycle) echo "cargo test --test lifecycle" ;;
+        btree-shuttle) echo "cargo test -p pagepool-btree --release --features shuttle --test shuttle_btree" ;;
         unit) echo "cargo test --lib" ;;
         bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;
         liveness) echo "cargo test --test liveness" ;;

@@ -30,8 +30,13 @@ pub const PAGE_SIZE: usize = 4096;
 #[cfg(loom)]
 pub const PAGE_SIZE: usize = 32;
 /// Size of a page under the shuttle checker: eight words, six of data.
-#[cfg(feature = "shuttle")]
+#[cfg(all(feature = "shuttle", not(feature = "shuttle-large-pages")))]
 pub const PAGE_SIZE: usize = 64;
+/// Size of a page under the shuttle checker with `shuttle-large-pages`
+/// (for structures built on the pool, a B+-tree's nodes, that need more
+/// room than six words): 64 words, 62 of data.
+#[cfg(all(feature = "shuttle", feature = "shuttle-large-pages"))]
+pub const PAGE_SIZE: usize = 512;
 /// Bytes of a page available to the caller; the rest is the pool's trailer.
 pub const PAGE_DATA_SIZE: usize = PAGE_SIZE - TRAILER_SIZE;
 /// Size of the pool's trailer at the end of every page.

@@ -8,8 +8,19 @@ use crate::sync::{AtomicU32, Ordering};
 use crate::view::OutOfBounds;
 use crate::PageMut;
 
-/// Root slots in a file header.
-pub const ROOT_SLOTS: usize = 64;
+/// Root slots in a file header: 64 (fewer only under the model checkers'
+/// small pages).
+pub const ROOT_SLOTS: usize = if crate::PAGE_DATA_SIZE >= ROOTS_AT + 8 * 64 {
+    64
+} else if HEADERS_FIT {
+    (crate::PAGE_DATA_SIZE - ROOTS_AT) / 8
+} else {
+    0
+};
+
+/// Whether a header fits a page (not under loom's or shuttle's smallest
+/// pages, where every file is plain).
+const HEADERS_FIT: bool = crate::PAGE_DATA_SIZE >= 2 * ROOTS_AT;
 
 pub(super) const HEADER_MAGIC: u64 = u64::from_le_bytes(*b"PGPHEAD1");
 pub(super) const FREE_MAGIC: u64 = u64::from_le_bytes(*b"PGPFREE1");
@@ -24,10 +35,7 @@ const ROOTS_AT: usize = 64;
 /// In a free page: the next free page number.
 pub(super) const NEXT_FREE_AT: usize = 8;
 
-// The roots fit the smallest page the crate is built with: under the
-// model checkers pages are tiny and files are never formatted.
-#[cfg(not(any(loom, feature = "shuttle")))]
-const _: () = assert!(ROOTS_AT + 8 * ROOT_SLOTS <= crate::PAGE_DATA_SIZE);
+const _: () = assert!(!HEADERS_FIT || ROOTS_AT + 8 * ROOT_SLOTS <= crate::PAGE_DATA_SIZE);
 
 /// Whether a file has a header, as far as the pool knows.
 #[derive(Debug)]
@@ -95,10 +103,10 @@ impl BufferPool {
     /// # Ok::<(), pagepool::Error>(())
     /// ```
     pub fn format_file(&self, file_id: FileId) -> Result<()> {
-        if cfg!(any(loom, feature = "shuttle")) {
+        if !HEADERS_FIT {
             return Err(Error::NoFileHeader {
                 file_id,
-                reason: "pages under a model checker are too small for a header",
+                reason: "pages under this model checker are too small for a header",
             });
         }
         let file = self.file(file_id)?;

@@ -1,0 +1,195 @@
+//! The optimistic descent every operation starts with, the restart loop
+//! around it, and lookups.
+
+use pagepool::{OlcError, OptimisticGuard, PageId, Restart};
+
+use crate::node::{self, Bytes, Head, Torn};
+use crate::{corrupt, BTreeError, Session, MAX_RESTARTS, ROOT_AT};
+
+/// Deeper than any tree of 2^64 entries with two children per node.
+const MAX_DEPTH: usize = 64;
+
+/// Why one attempt of an operation ended early.
+pub(crate) enum Step {
+    /// Start again from the meta page.
+    Restart,
+    /// A real error (not cured by restarting).
+    Fail(BTreeError),
+}
+
+impl From<OlcError> for Step {
+    #[inline]
+    fn from(error: OlcError) -> Step {
+        match error {
+            OlcError::Restart => Step::Restart,
+            OlcError::Pool(error) => Step::Fail(error.into()),
+        }
+    }
+}
+
+impl From<Restart> for Step {
+    #[inline]
+    fn from(_: Restart) -> Step {
+        Step::Restart
+    }
+}
+
+impl From<pagepool::Error> for Step {
+    fn from(error: pagepool::Error) -> Step {
+        Step::Fail(error.into())
+    }
+}
+
+impl From<BTreeError> for Step {
+    fn from(error: BTreeError) -> Step {
+        Step::Fail(error)
+    }
+}
+
+pub(crate) type StepResult<T> = Result<T, Step>;
+
+/// Bytes read through `guard` made no sense: a restart if the guard no
+/// longer validates (a writer was changing the page), corruption if it
+/// does.
+pub(crate) fn torn(guard: &OptimisticGuard<'_>, reason: &'static str) -> Step {
+    match guard.check() {
+        Err(Restart) => Step::Restart,
+        Ok(()) => Step::Fail(corrupt(guard.page_id(), reason)),
+    }
+}
+
+/// Backs off after the `attempt`-th restart in a row: spins briefly, then
+/// yields, so that whoever made the attempt fail gets to run.
+fn back_off(attempt: u32) {
+    if attempt < 4 {
+        for _ in 0..(1 << attempt) {
+            std::hint::spin_loop();
+        }
+    } else {
+        #[cfg(feature = "shuttle")]
+        shuttle::thread::yield_now();
+        #[cfg(not(feature = "shuttle"))]
+        std::thread::yield_now();
+    }
+}
+
+/// Where a descent ended: the node at the wanted level and its parent
+/// (the meta page for the root), both still optimistic.
+pub(crate) struct Descent<'pool> {
+    pub(crate) parent: OptimisticGuard<'pool>,
+    pub(crate) node: OptimisticGuard<'pool>,
+    pub(crate) head: Head,
+    /// The position in `parent` of the pointer to `node` (unused for the
+    /// root).
+    pub(crate) position: usize,
+    /// The least key above everything `node` covers, if any (filled only
+    /// when asked for).
+    pub(crate) upper_fence: Option<Vec<u8>>,
+}
+
+impl<'pool> Session<'pool> {
+    /// Runs `attempt` until it does not restart.
+    pub(crate) fn retry<T>(
+        &self,
+        mut attempt: impl FnMut() -> StepResult<T>,
+    ) -> Result<T, BTreeError> {
+        for restarts in 0..MAX_RESTARTS {
+            match attempt() {
+                Ok(value) => return Ok(value),
+                Err(Step::Fail(error)) => return Err(error),
+                Err(Step::Restart) => back_off(restarts),
+            }
+        }
+        Err(BTreeError::TooManyRestarts)
+    }
+
+    /// The page id of page `page_no` of the tree's file.
+    pub(crate) fn page(&self, page_no: u64) -> PageId {
+        PageId::new(self.tree.meta.file_id(), page_no)
+    }
+
+    /// Descends towards `key` (the first key `> key` with `exclusive`)
+    /// to the node at `level` (0: the leaf), coupling each step.
+    pub(crate) fn descend(
+        &self,
+        key: &[u8],
+        exclusive: bool,
+        level: u8,
+        want_fence: bool,
+    ) -> StepResult<Descent<'pool>> {
+        let meta = self.pin.optimistic_guard(self.tree.meta)?;
+        let root = meta
+            .view()
+            .load_u64(ROOT_AT)
+            .map_err(|_| torn(&meta, "meta page"))?;
+        let mut node = meta.child(self.page(root))?;
+        let mut parent = meta;
+        let mut position = 0;
+        let mut fence: Option<Vec<u8>> = None;
+        let mut above: Option<u8> = None;
+        for _ in 0..MAX_DEPTH {
+            let view = node.view();
+            let head = node::head(view).map_err(|Torn| torn(&node, "bad node header"))?;
+            if above.is_some_and(|above| head.level + 1 != above) || head.level < level {
+                return Err(torn(&node, "node at the wrong level"));
+            }
+            if head.level == level {
+                return Ok(Descent {
+                    parent,
+                    node,
+                    head,
+                    position,
+                    upper_fence: fence,
+                });
+            }
+            let (index, _) = node::search(view, head, key, exclusive)
+                .map_err(|Torn| torn(&node, "bad inner node"))?;
+            if want_fence && index < head.count {
+                let mut separator = Vec::new();
+                node::key_into(view, head, index, &mut separator)
+                    .map_err(|Torn| torn(&node, "bad separator"))?;
+                fence = Some(separator);
+            }
+            let child =
+                node::child_at(view, head, index).map_err(|Torn| torn(&node, "bad child"))?;
+            let next = node.child(self.page(child))?;
+            above = Some(head.level);
+            position = index;
+            parent = node;
+            node = next;
+        }
+        Err(torn(&node, "tree deeper than any tree can be"))
+    }
+
+    /// Finds `key` and runs `f` on a validated copy of its value.
+    pub(crate) fn lookup<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, BTreeError> {
+        let mut buffer = [0u8; node::MAX_ENTRY];
+        let len = self.retry(|| {
+            let Descent {
+                parent,
+                node: leaf,
+                head,
+                ..
+            } = self.descend(key, false, 0, false)?;
+            drop(parent);
+            let view = leaf.view();
+            let (index, found) =
+                node::search(view, head, key, false).map_err(|Torn| torn(&leaf, "bad leaf"))?;
+            if !found {
+                return Ok(leaf.finish(None)?);
+            }
+            let slot = node::slot(view, head, index).map_err(|Torn| torn(&leaf, "bad slot"))?;
+            let out = buffer
+                .get_mut(..slot.value_len)
+                .ok_or_else(|| torn(&leaf, "value too long"))?;
+            view.copy(slot.value_at(), out)
+                .map_err(|Torn| torn(&leaf, "value out of the page"))?;
+            Ok(leaf.finish(Some(slot.value_len))?)
+        })?;
+        Ok(len.map(|len| f(&buffer[..len])))
+    }
+}

@@ -1,0 +1,573 @@
+//! The node format, read in place (optimistically, through atomic loads)
+//! and rewritten through a local image under the exclusive latch.
+//!
+//! # Layout (the page's data area, little-endian)
+//!
+//! | offset | size | field                                                        |
+//! |--------|------|--------------------------------------------------------------|
+//! | 0      | 1    | kind: 1 leaf, 2 inner, 3 meta                                 |
+//! | 1      | 1    | level: 0 for leaves, child's level + 1 for inner nodes        |
+//! | 2      | 2    | slot count                                                   |
+//! | 4      | 2    | heap start: the lowest byte of the entry heap                 |
+//! | 8      | 8    | inner: the rightmost child's page number ("upper")            |
+//! | 16     | 8 × count | slots, sorted by key: entry offset (u16), key length (u16), value length (u16), 0 (u16) |
+//! | heap   |      | entries, key then value, packed from the end of the page down |
+//!
+//! A leaf's values are the caller's; an inner node's are 8-byte child page
+//! numbers. Inner entry `i` holds separator `k_i` and child `c_i`, which
+//! covers the keys in `(k_{i-1}, k_i]`; `upper` covers the keys above the
+//! last separator. A split of a node keeps the lower half in place and
+//! moves the upper half to a new right sibling.
+//!
+//! Every read here is bounds-checked and total ([`Torn`] on anything out
+//! of place): an optimistic reader may see any bytes at all, and only a
+//! later validation says whether what it read counts.
+
+use std::cmp::Ordering;
+
+use pagepool::{OptimisticView, PageMut, PAGE_DATA_SIZE};
+
+/// A leaf node.
+pub(crate) const LEAF: u8 = 1;
+/// An inner node.
+pub(crate) const INNER: u8 = 2;
+/// The tree's meta page.
+pub(crate) const META: u8 = 3;
+
+const HEADER: usize = 16;
+const SLOT: usize = 8;
+const UPPER_AT: usize = 8;
+
+/// The most bytes of key plus value one entry may have: four of the
+/// largest entries fit in a node, so either half of a split has room for
+/// one more.
+pub const MAX_ENTRY: usize = (PAGE_DATA_SIZE - HEADER) / 4 - SLOT;
+/// The longest key: 512 bytes (less only under the model checker's small
+/// pages), so that an inner entry (key and child) is never larger than a
+/// leaf's largest.
+pub const MAX_KEY: usize = if MAX_ENTRY - 8 < 512 {
+    MAX_ENTRY - 8
+} else {
+    512
+};
+
+/// The node's bytes were not a node (an optimistic read saw a writer's
+/// half-done work, or the page was freed): validate to tell which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Torn;
+
+impl From<pagepool::OutOfBounds> for Torn {
+    fn from(_: pagepool::OutOfBounds) -> Torn {
+        Torn
+    }
+}
+
+/// Read access to a node's bytes: a frame (optimistic atomic loads) or a
+/// local image.
+pub(crate) trait Bytes: Copy {
+    fn u64_at(self, offset: usize) -> Result<u64, Torn>;
+    fn copy(self, offset: usize, out: &mut [u8]) -> Result<(), Torn>;
+}
+
+impl Bytes for OptimisticView<'_> {
+    #[inline]
+    fn u64_at(self, offset: usize) -> Result<u64, Torn> {
+        Ok(self.load_u64(offset)?)
+    }
+
+    #[inline]
+    fn copy(self, offset: usize, out: &mut [u8]) -> Result<(), Torn> {
+        Ok(self.copy_to(offset, out)?)
+    }
+}
+
+impl Bytes for &[u8] {
+    #[inline]
+    fn u64_at(self, offset: usize) -> Result<u64, Torn> {
+        let bytes = self.get(offset..offset + 8).ok_or(Torn)?;
+        Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| Torn)?))
+    }
+
+    #[inline]
+    fn copy(self, offset: usize, out: &mut [u8]) -> Result<(), Torn> {
+        let bytes = self.get(offset..offset + out.len()).ok_or(Torn)?;
+        out.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// One slot, decoded and checked to lie inside the page.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    pub(crate) offset: usize,
+    pub(crate) key_len: usize,
+    pub(crate) value_len: usize,
+}
+
+impl Slot {
+    pub(crate) fn value_at(self) -> usize {
+        self.offset + self.key_len
+    }
+
+    fn size(self) -> usize {
+        self.key_len + self.value_len
+    }
+}
+
+/// The first word of a node: kind, level, slot count, heap start.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Head {
+    pub(crate) kind: u8,
+    pub(crate) level: u8,
+    pub(crate) count: usize,
+    heap_start: usize,
+}
+
+impl Head {
+    pub(crate) fn is_leaf(self) -> bool {
+        self.kind == LEAF
+    }
+}
+
+/// Reads and checks a node's header.
+#[inline]
+pub(crate) fn head(bytes: impl Bytes) -> Result<Head, Torn> {
+    let word = bytes.u64_at(0)?;
+    let head = Head {
+        kind: word as u8,
+        level: (word >> 8) as u8,
+        count: (word >> 16) as u16 as usize,
+        heap_start: (word >> 32) as u16 as usize,
+    };
+    let slots_end = HEADER + SLOT * head.count;
+    let kind_ok =
+        matches!((head.kind, head.level), (LEAF, 0)) || (head.kind == INNER && head.level > 0);
+    if !kind_ok || slots_end > head.heap_start || head.heap_start > PAGE_DATA_SIZE {
+        return Err(Torn);
+    }
+    Ok(head)
+}
+
+/// Slot `index` of a node with header `head`.
+#[inline]
+pub(crate) fn slot(bytes: impl Bytes, head: Head, index: usize) -> Result<Slot, Torn> {
+    if index >= head.count {
+        return Err(Torn);
+    }
+    let word = bytes.u64_at(HEADER + SLOT * index)?;
+    let slot = Slot {
+        offset: word as u16 as usize,
+        key_len: (word >> 16) as u16 as usize,
+        value_len: (word >> 32) as u16 as usize,
+    };
+    if slot.offset < head.heap_start || slot.offset + slot.size() > PAGE_DATA_SIZE {
+        return Err(Torn);
+    }
+    Ok(slot)
+}
+
+/// Compares the key of `slot` with `key`, lexicographically by bytes.
+#[inline]
+fn compare(bytes: impl Bytes, slot: Slot, key: &[u8]) -> Result<Ordering, Torn> {
+    let common = slot.key_len.min(key.len());
+    let mut done = 0;
+    while done + 8 <= common {
+        let stored = bytes.u64_at(slot.offset + done)?.swap_bytes();
+        let wanted = u64::from_be_bytes(key[done..done + 8].try_into().map_err(|_| Torn)?);
+        if stored != wanted {
+            return Ok(stored.cmp(&wanted));
+        }
+        done += 8;
+    }
+    if done < common {
+        let mut tail = [0u8; 8];
+        let rest = common - done;
+        bytes.copy(slot.offset + done, &mut tail[..rest])?;
+        let order = tail[..rest].cmp(&key[done..common]);
+        if order != Ordering::Equal {
+            return Ok(order);
+        }
+    }
+    Ok(slot.key_len.cmp(&key.len()))
+}
+
+/// The first slot whose key is `>= key` (or `> key` with `exclusive`),
+/// `count` if none, and whether that slot's key equals `key`.
+#[inline]
+pub(crate) fn search(
+    bytes: impl Bytes,
+    head: Head,
+    key: &[u8],
+    exclusive: bool,
+) -> Result<(usize, bool), Torn> {
+    let (mut low, mut high) = (0, head.count);
+    let mut equal = false;
+    while low < high {
+        let middle = (low + high) / 2;
+        let order = compare(bytes, slot(bytes, head, middle)?, key)?;
+        if order == Ordering::Less || (exclusive && order == Ordering::Equal) {
+            low = middle + 1;
+        } else {
+            equal = order == Ordering::Equal;
+            high = middle;
+        }
+    }
+    Ok((low, equal && low < head.count))
+}
+
+/// The child page number of an inner node at position `index` (`count`:
+/// the upper child).
+#[inline]
+pub(crate) fn child_at(bytes: impl Bytes, head: Head, index: usize) -> Result<u64, Torn> {
+    if index == head.count {
+        return bytes.u64_at(UPPER_AT);
+    }
+    let slot = slot(bytes, head, index)?;
+    if slot.value_len != 8 {
+        return Err(Torn);
+    }
+    bytes.u64_at(slot.value_at())
+}
+
+/// Copies the key of slot `index` into `out`.
+pub(crate) fn key_into(
+    bytes: impl Bytes,
+    head: Head,
+    index: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Torn> {
+    let slot = slot(bytes, head, index)?;
+    out.resize(slot.key_len, 0);
+    bytes.copy(slot.offset, out)
+}
+
+/// A node's bytes in local memory, for a writer that holds the exclusive
+/// latch: read whole, changed here, written back whole.
+pub(crate) struct Image {
+    bytes: Box<[u8; PAGE_DATA_SIZE]>,
+}
+
+impl Image {
+    /// An empty node.
+    pub(crate) fn new(kind: u8, level: u8) -> Image {
+        let mut image = Image {
+            bytes: Box::new([0u8; PAGE_DATA_SIZE]),
+        };
+        image.set_head(kind, level, 0, PAGE_DATA_SIZE);
+        image
+    }
+
+    /// The node in `page` (latched exclusively by the caller).
+    pub(crate) fn load(page: &PageMut<'_>) -> Result<Image, Torn> {
+        let mut bytes = Box::new([0u8; PAGE_DATA_SIZE]);
+        page.view().copy_to(0, &mut bytes[..])?;
+        Image::checked(bytes)
+    }
+
+    /// An image whose header and every slot are valid, or `Torn`: the
+    /// accessors below may then assume them.
+    fn checked(bytes: Box<[u8; PAGE_DATA_SIZE]>) -> Result<Image, Torn> {
+        let image = Image { bytes };
+        let head = head(image.view())?;
+        for index in 0..head.count {
+            let slot = slot(image.view(), head, index)?;
+            if !head.is_leaf() && slot.value_len != 8 {
+                return Err(Torn);
+            }
+        }
+        Ok(image)
+    }
+
+    /// The node as read (optimistically) through `view`; the caller
+    /// validates before using it.
+    pub(crate) fn copy_of(view: OptimisticView<'_>) -> Result<Image, Torn> {
+        let mut bytes = Box::new([0u8; PAGE_DATA_SIZE]);
+        view.copy_to(0, &mut bytes[..])?;
+        Image::checked(bytes)
+    }
+
+    /// Writes the image into `page`.
+    pub(crate) fn store(&self, page: &mut PageMut<'_>) -> Result<(), Torn> {
+        Ok(page.write_at(0, &self.bytes[..])?)
+    }
+
+    pub(crate) fn view(&self) -> &[u8] {
+        &self.bytes[..]
+    }
+
+    pub(crate) fn head(&self) -> Head {
+        head(self.view()).expect("an image holds a valid node")
+    }
+
+    fn set_head(&mut self, kind: u8, level: u8, count: usize, heap_start: usize) {
+        let word = u64::from(kind)
+            | u64::from(level) << 8
+            | (count as u64) << 16
+            | (heap_start as u64) << 32;
+        self.bytes[..8].copy_from_slice(&word.to_le_bytes());
+    }
+
+    pub(crate) fn upper(&self) -> u64 {
+        self.view().u64_at(UPPER_AT).expect("in bounds")
+    }
+
+    pub(crate) fn set_upper(&mut self, page_no: u64) {
+        self.bytes[UPPER_AT..UPPER_AT + 8].copy_from_slice(&page_no.to_le_bytes());
+    }
+
+    pub(crate) fn slot(&self, index: usize) -> Slot {
+        slot(self.view(), self.head(), index).expect("an image's slots are valid")
+    }
+
+    pub(crate) fn key(&self, index: usize) -> &[u8] {
+        let slot = self.slot(index);
+        &self.bytes[slot.offset..slot.offset + slot.key_len]
+    }
+
+    pub(crate) fn value(&self, index: usize) -> &[u8] {
+        let slot = self.slot(index);
+        &self.bytes[slot.value_at()..slot.value_at() + slot.value_len]
+    }
+
+    pub(crate) fn child(&self, index: usize) -> u64 {
+        child_at(self.view(), self.head(), index).expect("an inner image's children are valid")
+    }
+
+    pub(crate) fn search(&self, key: &[u8], exclusive: bool) -> (usize, bool) {
+        search(self.view(), self.head(), key, exclusive).expect("an image is a valid node")
+    }
+
+    /// Bytes free for slots and entries once the heap is compacted.
+    pub(crate) fn free_after_compaction(&self) -> usize {
+        let head = self.head();
+        let live: usize = (0..head.count).map(|i| self.slot(i).size()).sum();
+        PAGE_DATA_SIZE - HEADER - SLOT * head.count - live
+    }
+
+    /// Whether an entry of `size` bytes (key and value) fits.
+    pub(crate) fn fits(&self, size: usize) -> bool {
+        self.free_after_compaction() >= size + SLOT
+    }
+
+    /// Inserts `key` → `value` at slot `index` (the caller searched);
+    /// false if it does not fit.
+    pub(crate) fn insert_at(&mut self, index: usize, key: &[u8], value: &[u8]) -> bool {
+        let size = key.len() + value.len();
+        if !self.fits(size) {
+            return false;
+        }
+        let head = self.head();
+        if head.heap_start - (HEADER + SLOT * head.count) < size + SLOT {
+            self.compact();
+        }
+        let head = self.head();
+        let offset = head.heap_start - size;
+        self.bytes[offset..offset + key.len()].copy_from_slice(key);
+        self.bytes[offset + key.len()..offset + size].copy_from_slice(value);
+        let at = HEADER + SLOT * index;
+        let end = HEADER + SLOT * head.count;
+        self.bytes.copy_within(at..end, at + SLOT);
+        let word = offset as u64 | (key.len() as u64) << 16 | (value.len() as u64) << 32;
+        self.bytes[at..at + SLOT].copy_from_slice(&word.to_le_bytes());
+        self.set_head(head.kind, head.level, head.count + 1, offset);
+        true
+    }
+
+    /// Removes slot `index` (its heap bytes are reclaimed by the next
+    /// compaction).
+    pub(crate) fn remove_at(&mut self, index: usize) {
+        let head = self.head();
+        assert!(index < head.count);
+        let at = HEADER + SLOT * index;
+        let end = HEADER + SLOT * head.count;
+        self.bytes.copy_within(at + SLOT..end, at);
+        self.bytes[end - SLOT..end].fill(0);
+        self.set_head(head.kind, head.level, head.count - 1, head.heap_start);
+    }
+
+    /// Sets the child of inner slot `index` (`count`: the upper child).
+    pub(crate) fn set_child(&mut self, index: usize, page_no: u64) {
+        let head = self.head();
+        if index == head.count {
+            return self.set_upper(page_no);
+        }
+        let at = self.slot(index).value_at();
+        self.bytes[at..at + 8].copy_from_slice(&page_no.to_le_bytes());
+    }
+
+    /// Rewrites the heap without the bytes of removed entries.
+    fn compact(&mut self) {
+        let head = self.head();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..head.count)
+            .map(|i| (self.key(i).to_vec(), self.value(i).to_vec()))
+            .collect();
+        let upper = self.upper();
+        *self = Image::new(head.kind, head.level);
+        self.set_upper(upper);
+        for (index, (key, value)) in entries.iter().enumerate() {
+            let fitted = self.insert_at(index, key, value);
+            debug_assert!(fitted);
+        }
+    }
+
+    /// Splits the node: keeps the lower half here, returns the upper half
+    /// as a new node and the separator to insert above (every key here is
+    /// `<=` it, every key there `>` it).
+    pub(crate) fn split(&mut self) -> (Vec<u8>, Image) {
+        let head = self.head();
+        assert!(head.count >= 2, "a node splits only when full");
+        let total: usize = (0..head.count).map(|i| self.slot(i).size() + SLOT).sum();
+        let mut left_bytes = 0;
+        let mut middle = 0;
+        while middle < head.count - 1 && left_bytes < total / 2 {
+            left_bytes += self.slot(middle).size() + SLOT;
+            middle += 1;
+        }
+        let middle = middle.max(1);
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..head.count)
+            .map(|i| (self.key(i).to_vec(), self.value(i).to_vec()))
+            .collect();
+        let upper = self.upper();
+        let mut left = Image::new(head.kind, head.level);
+        let mut right = Image::new(head.kind, head.level);
+        let separator;
+        if head.is_leaf() {
+            // Leaves: [0, middle) stay, [middle, count) move; the
+            // separator is the left half's last key.
+            separator = entries[middle - 1].0.clone();
+            for (i, (key, value)) in entries[..middle].iter().enumerate() {
+                left.insert_at(i, key, value);
+            }
+            for (i, (key, value)) in entries[middle..].iter().enumerate() {
+                right.insert_at(i, key, value);
+            }
+        } else {
+            // Inner: entry `middle` moves up; its child becomes the left
+            // half's upper child.
+            let middle = middle.min(head.count - 1);
+            separator = entries[middle].0.clone();
+            for (i, (key, value)) in entries[..middle].iter().enumerate() {
+                left.insert_at(i, key, value);
+            }
+            left.set_upper(u64::from_le_bytes(
+                entries[middle].1[..8]
+                    .try_into()
+                    .expect("a child is 8 bytes"),
+            ));
+            for (i, (key, value)) in entries[middle + 1..].iter().enumerate() {
+                right.insert_at(i, key, value);
+            }
+            right.set_upper(upper);
+        }
+        *self = left;
+        (separator, right)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> Vec<u8> {
+        n.to_be_bytes().to_vec()
+    }
+
+    #[test]
+    fn insert_search_remove_and_compact_keep_order() {
+        let mut leaf = Image::new(LEAF, 0);
+        for n in (0..200u32).rev() {
+            let k = key(n * 2);
+            let (index, found) = leaf.search(&k, false);
+            assert!(!found);
+            assert!(leaf.insert_at(index, &k, &[n as u8; 3]));
+        }
+        for n in 0..200u32 {
+            let (index, found) = leaf.search(&key(n * 2), false);
+            assert!(found && index == n as usize);
+            let (index, found) = leaf.search(&key(n * 2 + 1), false);
+            assert!(!found && index == n as usize + 1);
+            let (index, _) = leaf.search(&key(n * 2), true);
+            assert_eq!(
+                index,
+                n as usize + 1,
+                "exclusive search skips the equal key"
+            );
+        }
+        for n in (0..200).step_by(2) {
+            let (index, found) = leaf.search(&key(n * 2), false);
+            assert!(found);
+            leaf.remove_at(index);
+        }
+        assert_eq!(leaf.head().count, 100);
+        // Fill until full: compaction reclaims the removed entries' bytes.
+        let mut n = 1_000u32;
+        loop {
+            let k = key(n);
+            let (index, _) = leaf.search(&k, false);
+            if !leaf.insert_at(index, &k, &[1; 3]) {
+                break;
+            }
+            n += 1;
+        }
+        let count = leaf.head().count;
+        assert!(count > 250, "{count} entries");
+        let keys: Vec<_> = (0..count).map(|i| leaf.key(i).to_vec()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn splits_divide_by_bytes_and_separate_correctly() {
+        let mut leaf = Image::new(LEAF, 0);
+        let mut n = 0u32;
+        while leaf.insert_at(n as usize, &key(n), &[7; 100]) {
+            n += 1;
+        }
+        let (separator, right) = leaf.split();
+        let (lh, rh) = (leaf.head(), right.head());
+        assert_eq!(lh.count + rh.count, n as usize);
+        assert!(lh.count.abs_diff(rh.count) <= 1);
+        assert_eq!(leaf.key(lh.count - 1), &separator[..]);
+        assert!(right.key(0) > &separator[..]);
+        assert!(leaf.fits(MAX_ENTRY) && right.fits(MAX_ENTRY));
+
+        let mut inner = Image::new(INNER, 1);
+        let mut n = 0u32;
+        while inner.insert_at(n as usize, &key(n), &u64::from(n).to_le_bytes()) {
+            n += 1;
+        }
+        inner.set_upper(9_999);
+        let (separator, right) = inner.split();
+        let (lh, rh) = (inner.head(), right.head());
+        assert_eq!(lh.count + rh.count + 1, n as usize);
+        let middle = u32::from_be_bytes(separator[..].try_into().unwrap());
+        assert_eq!(inner.upper(), u64::from(middle));
+        assert_eq!(right.upper(), 9_999);
+        assert!(right.key(0) > &separator[..]);
+    }
+
+    #[test]
+    fn garbage_is_torn_never_a_panic() {
+        let mut bytes = vec![0u8; PAGE_DATA_SIZE];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..2_000 {
+            for byte in bytes.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            // Make the header plausible half the time.
+            if round % 2 == 0 {
+                bytes[0] = LEAF;
+                bytes[1] = 0;
+                bytes[2] = (state % 40) as u8;
+                bytes[3] = 0;
+            }
+            let view: &[u8] = &bytes;
+            if let Ok(head) = head(view) {
+                let _ = search(view, head, b"some key", false);
+                let _ = child_at(view, head, head.count);
+            }
+        }
+    }
+}
