@@ -37,6 +37,7 @@ checker_base() {
         loom-parking) echo "cargo test -p loom-tests --release --test parking" ;;
         loom-table) echo "cargo test -p loom-tests --release --test table" ;;
         loom-pool) echo "cargo test -p loom-tests --release --test pool" ;;
+        loom-coupling) echo "cargo test -p loom-tests --release --test coupling" ;;
         *) echo "unknown checker $1" >&2; return 1 ;;
     esac
 }

@@ -86,6 +86,22 @@ impl Latch {
     pub fn unlock_exclusive(&self) {
         let _ = self.0.unlock_exclusive(true);
     }
+    /// See `PageLatch::try_upgrade_optimistic`.
+    pub fn try_upgrade_optimistic(&self, begin: u64) -> bool {
+        self.0.try_upgrade_optimistic(begin)
+    }
+    /// See `PageLatch::try_share_optimistic`.
+    pub fn try_share_optimistic(&self, begin: u64) -> bool {
+        self.0.try_share_optimistic(begin)
+    }
+    /// See `PageLatch::try_upgrade_shared`.
+    pub fn try_upgrade_shared(&self) -> bool {
+        self.0.try_upgrade_shared()
+    }
+    /// See `PageLatch::downgrade` (with a write).
+    pub fn downgrade(&self) {
+        let _ = self.0.downgrade(true);
+    }
     /// The raw state word.
     pub fn state(&self) -> u64 {
         self.0.load()

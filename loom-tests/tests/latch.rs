@@ -173,3 +173,79 @@ fn without_the_writers_release_fence_a_torn_read_validates() {
         writer.join().unwrap();
     });
 }
+
+/// `try_upgrade_optimistic`: two threads increment a counter by reading it
+/// optimistically and upgrading from the version they read; an upgrade
+/// from a stale version must fail, so no increment is lost. A third
+/// thread's optimistic read never validates a torn page.
+#[test]
+fn upgrades_from_a_read_version_lose_no_update() {
+    run(3, || {
+        let page = Arc::new(Page::new());
+        let incrementers: Vec<_> = (0..2)
+            .map(|_| {
+                let page = page.clone();
+                thread::spawn(move || loop {
+                    let Some(begin) = page.latch.optimistic_begin() else {
+                        thread::yield_now();
+                        continue;
+                    };
+                    let value = page.words[0].load(Ordering::Relaxed);
+                    if page.latch.try_upgrade_optimistic(begin) {
+                        page.words[0].store(value + 1, Ordering::Relaxed);
+                        page.words[1].store(value + 1, Ordering::Relaxed);
+                        page.latch.unlock_exclusive();
+                        return;
+                    }
+                    thread::yield_now();
+                })
+            })
+            .collect();
+        if let Some((a, b)) = read_optimistically(&page) {
+            assert_eq!(a, b, "a torn read validated");
+        }
+        for thread in incrementers {
+            thread.join().unwrap();
+        }
+        assert_eq!(page.words[0].load(Ordering::Relaxed), 2, "an increment was lost");
+        assert_eq!(model::shared_count(page.latch.state()), 0);
+        assert_eq!(page.latch.state() & EXCL, 0);
+    });
+}
+
+/// `try_upgrade_shared`, `downgrade` and `try_share_optimistic`: a shared
+/// holder upgrades only while it is the only one, writes, and downgrades
+/// (publishing the version); a second thread's optimistic read that turns
+/// into a shared latch sees the page whole, before or after.
+#[test]
+fn shared_upgrade_and_downgrade_exclude_and_publish() {
+    run(LATCH_BOUND, || {
+        let page = Arc::new(Page::new());
+        let writer = {
+            let page = page.clone();
+            thread::spawn(move || {
+                while !page.latch.try_lock_shared() {
+                    thread::yield_now();
+                }
+                if page.latch.try_upgrade_shared() {
+                    page.words[0].store(7, Ordering::Relaxed);
+                    page.words[1].store(7, Ordering::Relaxed);
+                    page.latch.downgrade();
+                }
+                page.latch.unlock_shared();
+            })
+        };
+        if let Some(begin) = page.latch.optimistic_begin() {
+            let a = page.words[0].load(Ordering::Relaxed);
+            if page.latch.try_share_optimistic(begin) {
+                // Shared now, at the version read: no writer since.
+                let b = page.words[1].load(Ordering::Relaxed);
+                assert_eq!(a, b, "a shared latch from a stale version");
+                page.latch.unlock_shared();
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(model::shared_count(page.latch.state()), 0);
+        assert_eq!(page.latch.state() & EXCL, 0);
+    });
+}
