@@ -32,7 +32,10 @@ fn a_reader_coupling_through_a_parent_never_validates_a_stale_child() {
             ids.push(pool.allocate(file).unwrap().0);
         }
         let (parent, a, b) = (ids[0], ids[1], ids[2]);
-        pool.write(parent).unwrap().store_u64(0, a.page_no()).unwrap();
+        pool.write(parent)
+            .unwrap()
+            .store_u64(0, a.page_no())
+            .unwrap();
         pool.write(a).unwrap().store_u64(0, 1).unwrap();
         let pool = Arc::new(pool);
         let writer = {

@@ -207,7 +207,11 @@ fn upgrades_from_a_read_version_lose_no_update() {
         for thread in incrementers {
             thread.join().unwrap();
         }
-        assert_eq!(page.words[0].load(Ordering::Relaxed), 2, "an increment was lost");
+        assert_eq!(
+            page.words[0].load(Ordering::Relaxed),
+            2,
+            "an increment was lost"
+        );
         assert_eq!(model::shared_count(page.latch.state()), 0);
         assert_eq!(page.latch.state() & EXCL, 0);
     });
