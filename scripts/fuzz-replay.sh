@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-targets=(ops faults page_load heap_page)
+targets=(ops faults page_load heap_page btree_ops)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz ..." >&2

@@ -4,8 +4,8 @@
 #
 #   scripts/fuzz.sh [TARGET|all] [SECONDS] [-- LIBFUZZER_ARGS...]
 #
-# TARGET is ops, faults or page_load (default: all three, one after the
-# other); SECONDS is the time per target (default 60). New inputs the fuzzer
+# TARGET is ops, faults, page_load, heap_page or btree_ops (default: all,
+# one after the other); SECONDS is the time per target (default 60). New inputs the fuzzer
 # finds go to fuzz/work/TARGET (not committed); the committed seed corpus
 # fuzz/corpus/TARGET is read, never written. A failing input is saved under
 # fuzz/artifacts/TARGET/; replay it with
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-all_targets=(ops faults page_load heap_page)
+all_targets=(ops faults page_load heap_page btree_ops)
 target=${1:-all}
 seconds=${2:-60}
 shift $(($# < 2 ? $# : 2))

@@ -50,6 +50,8 @@
 //! ```
 
 mod descend;
+#[doc(hidden)]
+pub mod fuzz;
 mod node;
 mod scan;
 mod write;

@@ -444,3 +444,49 @@ fn bench_plots_svg_and_runs_fio_or_says_why_not() {
         "{svg:.200}"
     );
 }
+
+/// The B+-tree workloads run on every store, out of memory for the pool
+/// (1 MiB, 256 frames, for 20,000 tuples of about 2.6 MiB), and report
+/// lookups with the pool's counters.
+#[test]
+fn bench_runs_the_btree_workloads() {
+    let dir = scratch("bench_btree");
+    let report = run_bench(
+        &dir,
+        &[
+            "--workload",
+            "btree-lookup,btree-insert,btree-scan,btree-mixed",
+            "--impl",
+            "pagepool-btree,redb,btreemap-rwlock,pagepool",
+            "--threads",
+            "2",
+            "--tuples",
+            "20000",
+        ],
+    );
+    let results = report["results"].as_array().unwrap();
+    // pagepool (pages) runs none of them: 4 workloads × 3 stores.
+    assert_eq!(results.len(), 12, "{report:#}");
+    for row in results {
+        assert!(row["ops_per_sec"].as_f64().unwrap() > 0.0, "{row:#}");
+        for key in RESULT_FIELDS {
+            assert!(row.as_object().unwrap().contains_key(key), "{key}: {row:#}");
+        }
+        if row["impl"] == "pagepool-btree" {
+            let pages = row["pages_per_op"].as_f64().unwrap();
+            assert!(
+                pages >= 2.0,
+                "a lookup reads the meta page and a leaf: {row:#}"
+            );
+            if row["workload"] == "btree-lookup" {
+                assert!(
+                    row["hit_ratio"].as_f64().unwrap() < 1.0,
+                    "out of memory: {row:#}"
+                );
+                assert!(row["io_reads"].as_u64().unwrap() > 0);
+            }
+        }
+    }
+    assert!(dir.join("data/btree-20000.db").is_file());
+    assert!(dir.join("data/redb-20000.redb").is_file());
+}

@@ -22,6 +22,7 @@ pub mod plot;
 pub mod report;
 pub mod resources;
 pub mod runner;
+pub mod tree;
 pub mod workload;
 pub mod write_log;
 
@@ -90,6 +91,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub fio: bool,
 
+    /// Tuples the B+-tree workloads load (keys 0..N, 120-byte values).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tuples: u64,
+
     /// Run each (workload, threads, implementation) this many times and
     /// report the fastest run (a busy neighbour only ever slows a run
     /// down); every run's ops/s is kept in the JSON.
@@ -120,6 +125,9 @@ impl BenchArgs {
                 "--pool-mib {}: expected 1 to {max_pool_mib} MiB",
                 self.pool_mib
             );
+        }
+        if self.tuples == 0 || self.tuples > 1 << 40 {
+            bail!("--tuples {}: expected 1 to 2^40", self.tuples);
         }
         let max_file_mib = MAX_PAGES_PER_FILE / 256;
         if let Some(mib) = self.file_mib.filter(|&mib| mib == 0 || mib > max_file_mib) {
@@ -214,6 +222,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let data_pages = args
         .workloads
         .iter()
+        .filter(|w| !w.is_tree())
         .map(|w| w.pages(frames, file_pages))
         .max()
         .unwrap_or(frames);
@@ -237,7 +246,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     let path = data::path_for(&dir, data_pages);
-    data::ensure(&path, data_pages, 4)?;
+    if args.workloads.iter().any(|w| !w.is_tree()) {
+        data::ensure(&path, data_pages, 4)?;
+    }
 
     let command: Vec<String> = std::env::args().collect();
     println!("command: {}", command.join(" "));
@@ -271,6 +282,48 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // with each other are measured minutes apart at most, so a noisy
     // neighbour on this shared machine tends to hit them alike.
     for &workload in &args.workloads {
+        if workload.is_tree() {
+            let spec = tree::TreeSpec {
+                dir: &dir,
+                tuples: args.tuples,
+                pool_frames,
+                duration,
+            };
+            for &threads in &args.threads {
+                for &imp in impls.iter().filter(|i| i.supports(workload)) {
+                    let what = format!("{} {} with {threads} threads", imp.name(), workload.name());
+                    let mut best: Option<RunResult> = None;
+                    let mut runs = Vec::new();
+                    for _ in 0..args.repeat {
+                        done += 1;
+                        eprintln!("running [{done}/{total_runs}] {what} ...");
+                        let row = tree::run_one(imp, workload, threads, &spec).context(&what)?;
+                        eprintln!(
+                            "  {} ops/s, {:.2} cpu s, hit ratio {:?}, pages/op {:?}, {:?} reads",
+                            row.ops_per_sec.round(),
+                            row.cpu_seconds,
+                            row.hit_ratio,
+                            row.pages_per_op,
+                            row.io_reads
+                        );
+                        runs.push(row.ops_per_sec);
+                        if best
+                            .as_ref()
+                            .is_none_or(|b| row.ops_per_sec > b.ops_per_sec)
+                        {
+                            best = Some(row);
+                        }
+                    }
+                    if let Some(mut best) = best {
+                        if runs.len() > 1 {
+                            best.ops_per_sec_runs = Some(runs);
+                        }
+                        results.push(best);
+                    }
+                }
+            }
+            continue;
+        }
         let pages = workload.pages(frames, file_pages);
         for &threads in &args.threads {
             for &imp in &impls {
@@ -438,6 +491,7 @@ fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) 
         others_cpu_seconds: o.os.others_cpu().as_secs_f64(),
         checked_words: o.checked_words,
         ops_per_sec_runs: None,
+        pages_per_op: None,
         note: o.memory_cap.map(|(limit, peak)| {
             let mib = |bytes: u64| bytes >> 20;
             match peak {

@@ -61,6 +61,10 @@ pub struct RunResult {
     /// With `--repeat`: every run's ops/s (the row is the fastest run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ops_per_sec_runs: Option<Vec<f64>>,
+    /// Pages the implementation's pool touched per operation (B+-tree
+    /// rows: nodes visited per lookup, insert or scan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_per_op: Option<f64>,
     /// How the row was measured, when it is not by the runner (fio).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -133,6 +137,7 @@ pub fn table(results: &[RunResult]) -> String {
         "cpu s",
         "cpu ns/op",
         "hit ratio",
+        "pages/op",
         "io reads",
         "io writes",
         "p50 ns",
@@ -141,7 +146,7 @@ pub fn table(results: &[RunResult]) -> String {
         "cache MiB",
         "others cpu s",
     ];
-    let rows: Vec<[String; 14]> = results
+    let rows: Vec<[String; 15]> = results
         .iter()
         .map(|r| {
             [
@@ -152,6 +157,7 @@ pub fn table(results: &[RunResult]) -> String {
                 format!("{:.2}", r.cpu_seconds),
                 thousands(r.cpu_ns_per_op),
                 or_dash(r.hit_ratio.map(|h| format!("{h:.4}"))),
+                or_dash(r.pages_per_op.map(|p| format!("{p:.2}"))),
                 or_dash(r.io_reads),
                 or_dash(r.io_writes),
                 r.p50_ns.to_string(),

@@ -29,6 +29,15 @@ pub enum Workload {
     /// 10 % writes of one u64 (dirty pages are evicted and written back);
     /// every written value is read back and checked after the run.
     Mixed,
+    /// B+-tree: uniform random lookups of `--tuples` loaded tuples (an
+    /// 8-byte key, a 120-byte value copied out).
+    BtreeLookup,
+    /// B+-tree: inserts of new keys in random order into an empty tree.
+    BtreeInsert,
+    /// B+-tree: range scans of 100 entries from uniform random keys.
+    BtreeScan,
+    /// B+-tree: 90 % lookups, 10 % upserts of loaded keys.
+    BtreeMixed,
 }
 
 impl Workload {
@@ -40,7 +49,23 @@ impl Workload {
             Workload::Zipf => "zipf",
             Workload::UniformMiss => "uniform-miss",
             Workload::Mixed => "mixed",
+            Workload::BtreeLookup => "btree-lookup",
+            Workload::BtreeInsert => "btree-insert",
+            Workload::BtreeScan => "btree-scan",
+            Workload::BtreeMixed => "btree-mixed",
         }
+    }
+
+    /// Whether it runs on a key-value store (the B+-tree workloads, see
+    /// `bench/tree/`), not on pages.
+    pub fn is_tree(self) -> bool {
+        matches!(
+            self,
+            Workload::BtreeLookup
+                | Workload::BtreeInsert
+                | Workload::BtreeScan
+                | Workload::BtreeMixed
+        )
     }
 
     /// Whether every page it touches is resident (loaded before the clock).
@@ -59,6 +84,11 @@ impl Workload {
     pub fn pages(self, pool_frames: u64, file_pages: Option<u64>) -> u64 {
         match self {
             Workload::HotPoint | Workload::HotScan => pool_frames,
+            // Their files are their own (bench/tree/); no data pages.
+            Workload::BtreeLookup
+            | Workload::BtreeInsert
+            | Workload::BtreeScan
+            | Workload::BtreeMixed => 0,
             Workload::Zipf => file_pages.unwrap_or(4 * pool_frames),
             Workload::UniformMiss => file_pages.unwrap_or(8 * pool_frames),
             Workload::Mixed => file_pages.unwrap_or(2 * pool_frames),

@@ -78,6 +78,12 @@ pub enum ImplKind {
     /// `pread` with the page cache capped at the pool's size (a memory
     /// cgroup; needs root).
     PreadCapped,
+    /// The B+-tree of `pagepool-btree` (B+-tree workloads only).
+    PagepoolBtree,
+    /// redb, its cache set to the pool's size (B+-tree workloads only).
+    Redb,
+    /// `RwLock<BTreeMap>`, in memory (B+-tree workloads only).
+    BtreemapRwlock,
 }
 
 impl ImplKind {
@@ -94,7 +100,18 @@ impl ImplKind {
             ImplKind::Pread => "pread",
             ImplKind::MmapCapped => "mmap-capped",
             ImplKind::PreadCapped => "pread-capped",
+            ImplKind::PagepoolBtree => "pagepool-btree",
+            ImplKind::Redb => "redb",
+            ImplKind::BtreemapRwlock => "btreemap-rwlock",
         }
+    }
+
+    /// Whether this is a key-value store for the B+-tree workloads.
+    pub fn is_tree(self) -> bool {
+        matches!(
+            self,
+            ImplKind::PagepoolBtree | ImplKind::Redb | ImplKind::BtreemapRwlock
+        )
     }
 
     /// Whether this implementation runs inside a memory cgroup capped at
@@ -107,6 +124,7 @@ impl ImplKind {
     /// cannot miss, for one).
     pub fn supports(self, workload: Workload) -> bool {
         match self {
+            _ if self.is_tree() || workload.is_tree() => self.is_tree() && workload.is_tree(),
             ImplKind::Raw | ImplKind::RawLoop => workload.is_hot(),
             _ => true,
         }
@@ -124,6 +142,12 @@ impl ImplKind {
             ImplKind::Mmap => Box::new(mmap::Mapped::open(setup)?),
             ImplKind::MmapCapped => Box::new(mmap::Mapped::open_random(setup)?),
             ImplKind::Pread | ImplKind::PreadCapped => Box::new(pread::Pread::open(setup)?),
+            ImplKind::PagepoolBtree | ImplKind::Redb | ImplKind::BtreemapRwlock => {
+                crate::bail!(
+                    "{} runs the B+-tree workloads only (bench/tree/)",
+                    self.name()
+                )
+            }
         })
     }
 }
