@@ -1,7 +1,7 @@
 //! A B+-tree on pagepool's optimistic guards.
 //!
 //! Keys and values are byte strings (a key up to [`MAX_KEY`] bytes, key
-//! plus value up to [`MAX_ENTRY`]: 512 and 1008 bytes on 4 KiB pages),
+//! plus value up to [`MAX_ENTRY`]: 512 and 1000 bytes on 4 KiB pages),
 //! ordered by their bytes. Nodes are pool pages (format in `node.rs`); the
 //! tree's root is named by a meta page, so a tree is found again after a
 //! reopen, and several trees share a pool and a file.
@@ -98,6 +98,14 @@ pub enum BTreeError {
         /// The page.
         page_id: PageId,
     },
+    /// The tree was written with another version of the node format.
+    #[error("{page_id}: a tree of node format {version}; this version reads format {FORMAT_VERSION}")]
+    UnknownFormat {
+        /// The meta page.
+        page_id: PageId,
+        /// The format it records.
+        version: u64,
+    },
     /// An operation restarted [`MAX_RESTARTS`] times (a livelock, or a
     /// pool far too small for the tree's working set).
     #[error("gave up after {MAX_RESTARTS} restarts")]
@@ -109,6 +117,12 @@ const ROOT_AT: usize = 8;
 /// Offset of the meta page's magic.
 const MAGIC_AT: usize = 16;
 const MAGIC: u64 = u64::from_le_bytes(*b"PGPBTREE");
+/// Offset of the node format's version in the meta page.
+const VERSION_AT: usize = 24;
+
+/// The version of the node format (`node.rs`) a tree's meta page records;
+/// [`BTree::open`] refuses another.
+pub const FORMAT_VERSION: u64 = 3;
 
 /// A B+-tree: its pool and its meta page. Cheap to copy; share it between
 /// threads freely (each operation pins its own thread).
@@ -138,6 +152,9 @@ impl<'pool> BTree<'pool> {
         meta_page
             .store_u64(MAGIC_AT, MAGIC)
             .map_err(pagepool::Error::from)?;
+        meta_page
+            .store_u64(VERSION_AT, FORMAT_VERSION)
+            .map_err(pagepool::Error::from)?;
         Ok(BTree { pool, meta })
     }
 
@@ -150,6 +167,10 @@ impl<'pool> BTree<'pool> {
             view.load_u8(0).ok() == Some(node::META) && view.load_u64(MAGIC_AT).ok() == Some(MAGIC);
         if !is_meta {
             return Err(BTreeError::NotATree { page_id: meta });
+        }
+        let version = view.load_u64(VERSION_AT).unwrap_or(0);
+        if version != FORMAT_VERSION {
+            return Err(BTreeError::UnknownFormat { page_id: meta, version });
         }
         Ok(BTree { pool, meta })
     }

@@ -34,7 +34,7 @@ fn image(page: &PageMut<'_>) -> StepResult<Image> {
         .map_err(|Torn| Step::Fail(corrupt(page.page_id(), "bad node under the latch")))
 }
 
-fn store(image: &Image, page: &mut PageMut<'_>) -> StepResult<()> {
+fn store(image: &mut Image, page: &mut PageMut<'_>) -> StepResult<()> {
     image
         .store(page)
         .map_err(|Torn| Step::Fail(corrupt(page.page_id(), "cannot store a node")))
@@ -68,7 +68,7 @@ impl Session<'_> {
             // Not changed: the page stays as it was (the image is dropped).
             return Ok(Inserted::Full);
         }
-        store(&leaf, &mut page)?;
+        store(&mut leaf, &mut page)?;
         Ok(Inserted::Done)
     }
 
@@ -115,10 +115,10 @@ impl Session<'_> {
                 "parent does not point at its child",
             )));
         }
-        let (separator, right) = left.split();
+        let (separator, mut right) = left.split();
         let (right_id, mut right_page) = self.tree.pool.allocate(self.tree.meta.file_id())?;
-        store(&right, &mut right_page)?;
-        store(&left, &mut node)?;
+        store(&mut right, &mut right_page)?;
+        store(&mut left, &mut node)?;
         // The pointer that named the node now names its right half; the
         // left half (still the node's page) goes in before it.
         above.set_child(position, right_id.page_no());
@@ -128,7 +128,7 @@ impl Session<'_> {
             &node.page_id().page_no().to_le_bytes(),
         );
         debug_assert!(fitted, "room was checked");
-        store(&above, &mut parent)?;
+        store(&mut above, &mut parent)?;
         Ok(Split::Done)
     }
 
@@ -141,16 +141,16 @@ impl Session<'_> {
         mut left: Image,
     ) -> StepResult<Split> {
         let level = left.head().level;
-        let (separator, right) = left.split();
+        let (separator, mut right) = left.split();
         let file = self.tree.meta.file_id();
         let (right_id, mut right_page) = self.tree.pool.allocate(file)?;
         let (new_root_id, mut new_root_page) = self.tree.pool.allocate(file)?;
         let mut new_root = Image::new(node::INNER, level + 1);
         new_root.insert_at(0, &separator, &root.page_id().page_no().to_le_bytes());
         new_root.set_upper(right_id.page_no());
-        store(&right, &mut right_page)?;
-        store(&new_root, &mut new_root_page)?;
-        store(&left, root)?;
+        store(&mut right, &mut right_page)?;
+        store(&mut new_root, &mut new_root_page)?;
+        store(&mut left, root)?;
         meta.store_u64(ROOT_AT, new_root_id.page_no())
             .map_err(|e| Step::Fail(pagepool::Error::from(e).into()))?;
         Ok(Split::Done)
@@ -170,7 +170,7 @@ impl Session<'_> {
                 return Ok((false, false));
             }
             leaf.remove_at(index);
-            store(&leaf, &mut page)?;
+            store(&mut leaf, &mut page)?;
             Ok((true, leaf.head().count == 0 && !is_root))
         })?;
         if emptied {
@@ -215,7 +215,7 @@ impl Session<'_> {
             above.remove_at(count - 1);
             above.set_upper(last);
         }
-        store(&above, &mut parent)?;
+        store(&mut above, &mut parent)?;
         Ok(())
     }
 }

@@ -487,6 +487,7 @@ fn bench_runs_the_btree_workloads() {
             }
         }
     }
-    assert!(dir.join("data/btree-20000.db").is_file());
+    let tree_file = format!("data/btree-v{}-20000.db", pagepool_btree::FORMAT_VERSION);
+    assert!(dir.join(tree_file).is_file());
     assert!(dir.join("data/redb-20000.redb").is_file());
 }

@@ -139,6 +139,10 @@ impl std::error::Error for OlcError {
 /// gives up with [`Restart`].
 const MAX_START_ATTEMPTS: u32 = 64;
 
+/// Cache lines of a page a starting guard prefetches: what a tree node
+/// keeps first (a header and search hints) is read next.
+const GUARD_PREFETCH_LINES: usize = 3;
+
 /// An open optimistic read of one page; see the module docs.
 ///
 /// ```
@@ -309,6 +313,9 @@ impl BufferPool {
                 exact = false;
                 continue;
             };
+            // The page's first lines (a node's header and search hints)
+            // load while the state word does.
+            self.frames.prefetch(frame_id, GUARD_PREFETCH_LINES);
             let meta = self.frames.meta(frame_id);
             // State first, page id second (see `pool.rs`, "Waiting only for
             // what can end").

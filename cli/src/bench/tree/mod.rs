@@ -19,8 +19,9 @@
 //! upserts keep keys and value sizes, so the file stays a valid input);
 //! `btreemap-rwlock` is loaded in memory before each run. Each run opens
 //! the store fresh (pool or cache of `--pool-mib`) after dropping the
-//! kernel's cache of its file, warms it (a scan until the pool is full or
-//! the tree is read), then times `--seconds`. Rows count operations
+//! kernel's cache of its file, warms it (pagepool: its file's pages read
+//! in order until the pool is full; the others: a scan until the cache is
+//! full or the tree is read), then times `--seconds`. Rows count operations
 //! (lookups, scans, inserts), not pages; `pages/op` is the pool's page
 //! accesses per operation.
 
@@ -150,7 +151,11 @@ fn load_through(store: &dyn Store, tuples: u64) -> Result<()> {
 /// (a `.done` marker says a build finished).
 fn loaded_path(imp: ImplKind, spec: &TreeSpec<'_>) -> Result<PathBuf> {
     let name = match imp {
-        ImplKind::PagepoolBtree => format!("btree-{}.db", spec.tuples),
+        ImplKind::PagepoolBtree => format!(
+            "btree-v{}-{}.db",
+            pagepool_btree::FORMAT_VERSION,
+            spec.tuples
+        ),
         _ => format!("redb-{}.redb", spec.tuples),
     };
     let path = spec.dir.join(name);
@@ -226,9 +231,14 @@ fn open_store(imp: ImplKind, workload: Workload, spec: &TreeSpec<'_>) -> Result<
     })
 }
 
-/// Reads the store in key order until its pool (per its counters) or its
-/// cache is full, or the tree ends, so the timed part starts warm.
+/// Fills the store's cache so the timed part starts warm: the store's own
+/// way if it has one (pagepool reads its file's pages in order, as many
+/// as the pool holds), else a read in key order until its cache is full
+/// or the tree ends.
 fn warm_up(store: &dyn Store, spec: &TreeSpec<'_>) -> Result<()> {
+    if store.warm()? {
+        return Ok(());
+    }
     let mut worker = store.worker()?;
     let budget_entries = (spec.pool_frames as u64 * 4096 / 200).min(spec.tuples);
     let mut next = 0u64;
