@@ -88,18 +88,51 @@ impl std::fmt::Debug for Frames {
     }
 }
 
+/// Builds a boxed slice of `len` values of `make`, asking the kernel to
+/// back it with transparent huge pages before it is first touched.
+///
+/// The pool's large per-frame and per-bucket arrays are read at random on
+/// every access (a bucket line, a state word); with 4 KiB pages most such
+/// reads would miss the TLB as well as the cache once the arrays outgrow
+/// what the TLB maps (a few MiB), and the walk would cost as much again.
+pub(crate) fn huge_slice<T>(len: usize, make: impl FnMut(usize) -> T) -> Box<[T]> {
+    let mut values: Vec<T> = Vec::with_capacity(len);
+    advise_huge_pages(values.as_ptr().cast(), len * std::mem::size_of::<T>());
+    values.extend((0..len).map(make));
+    values.into_boxed_slice()
+}
+
+/// `madvise(MADV_HUGEPAGE)` on the whole 2 MiB pages inside
+/// `start..start + len`; a hint, ignored where unsupported.
+fn advise_huge_pages(start: *const u8, len: usize) {
+    #[cfg(all(target_os = "linux", not(any(loom, feature = "shuttle"))))]
+    {
+        const HUGE: usize = 2 << 20;
+        let begin = (start as usize).next_multiple_of(HUGE);
+        let end = (start as usize).saturating_add(len) & !(HUGE - 1);
+        if end > begin {
+            // SAFETY: the range lies inside an allocation this process
+            // owns (the caller's reserved capacity); MADV_HUGEPAGE changes
+            // how it is backed, never its contents or its validity.
+            let _ = unsafe {
+                libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE)
+            };
+        }
+    }
+    #[cfg(not(all(target_os = "linux", not(any(loom, feature = "shuttle")))))]
+    let _ = (start, len);
+}
+
 impl Frames {
     /// Allocates `frame_count` zeroed frames, or `None` if the allocator
     /// refuses (or the size overflows, or `frame_count` is 0).
     pub(crate) fn new(frame_count: usize) -> Option<Frames> {
         let arena = arena::Arena::new(frame_count)?;
-        let meta = (0..frame_count)
-            .map(|_| FrameMeta {
-                latch: PageLatch::new_free(),
-                page_id: AtomicU64::new(PageId::NONE_RAW),
-                access: AccessTracker::default(),
-            })
-            .collect();
+        let meta = huge_slice(frame_count, |_| FrameMeta {
+            latch: PageLatch::new_free(),
+            page_id: AtomicU64::new(PageId::NONE_RAW),
+            access: AccessTracker::default(),
+        });
         Some(Frames { arena, meta })
     }
 

@@ -124,13 +124,11 @@ impl PageTable {
         // hundred lands in an overflow list (Poisson, mean 2).
         let bucket_count = frame_count.div_ceil(2).max(1);
         PageTable {
-            buckets: (0..bucket_count)
-                .map(|_| Bucket {
-                    pages: std::array::from_fn(|_| AtomicU64::new(VACANT)),
-                    frames: std::array::from_fn(|_| AtomicU32::new(0)),
-                    overflow_len: AtomicU32::new(0),
-                })
-                .collect(),
+            buckets: crate::frames::huge_slice(bucket_count, |_| Bucket {
+                pages: std::array::from_fn(|_| AtomicU64::new(VACANT)),
+                frames: std::array::from_fn(|_| AtomicU32::new(0)),
+                overflow_len: AtomicU32::new(0),
+            }),
             overflow: (0..bucket_count).map(|_| Atomic::null()).collect(),
             writers: (0..bucket_count).map(|_| Mutex::new(())).collect(),
         }

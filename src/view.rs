@@ -51,6 +51,22 @@ pub(crate) fn check(offset: usize, len: usize) -> Result<(), OutOfBounds> {
 
 /// Copies `out.len()` bytes starting at `offset` (in bounds) out of `words`.
 pub(crate) fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
+    if offset % 8 == 0 {
+        // Word-aligned (a record, a value): one load and one 8-byte store
+        // per word, then the tail.
+        let first = offset / 8;
+        let full = out.len() / 8;
+        let mut chunks = out.chunks_exact_mut(8);
+        for (chunk, word) in (&mut chunks).zip(&words[first..]) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        let tail = chunks.into_remainder();
+        if !tail.is_empty() {
+            let word = words[first + full].load(Ordering::Relaxed).to_ne_bytes();
+            tail.copy_from_slice(&word[..tail.len()]);
+        }
+        return;
+    }
     let mut done = 0;
     while done < out.len() {
         let at = offset + done;

@@ -161,14 +161,10 @@ impl<'pool> Session<'pool> {
         Err(torn(&node, "tree deeper than any tree can be"))
     }
 
-    /// Finds `key` and runs `f` on a validated copy of its value.
-    pub(crate) fn lookup<R>(
-        &self,
-        key: &[u8],
-        f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<Option<R>, BTreeError> {
-        let mut buffer = [0u8; node::MAX_ENTRY];
-        let len = self.retry(|| {
+    /// Finds `key` and copies its value into `out` (validated); false if
+    /// the key is absent.
+    pub(crate) fn lookup(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, BTreeError> {
+        self.retry(|| {
             let Descent {
                 parent,
                 node: leaf,
@@ -180,16 +176,18 @@ impl<'pool> Session<'pool> {
             let (index, found) =
                 node::search(view, head, key, false).map_err(|Torn| torn(&leaf, "bad leaf"))?;
             if !found {
-                return Ok(leaf.finish(None)?);
+                return Ok(leaf.finish(false)?);
             }
             let slot = node::slot(view, head, index).map_err(|Torn| torn(&leaf, "bad slot"))?;
-            let out = buffer
-                .get_mut(..slot.value_len)
-                .ok_or_else(|| torn(&leaf, "value too long"))?;
+            if slot.value_len > node::MAX_ENTRY {
+                return Err(torn(&leaf, "value too long"));
+            }
+            // Straight into the caller's buffer: what a failed validation
+            // leaves there is overwritten by the next attempt.
+            out.resize(slot.value_len, 0);
             view.copy(slot.value_at(), out)
                 .map_err(|Torn| torn(&leaf, "value out of the page"))?;
-            Ok(leaf.finish(Some(slot.value_len))?)
-        })?;
-        Ok(len.map(|len| f(&buffer[..len])))
+            Ok(leaf.finish(true)?)
+        })
     }
 }

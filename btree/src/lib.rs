@@ -99,7 +99,9 @@ pub enum BTreeError {
         page_id: PageId,
     },
     /// The tree was written with another version of the node format.
-    #[error("{page_id}: a tree of node format {version}; this version reads format {FORMAT_VERSION}")]
+    #[error(
+        "{page_id}: a tree of node format {version}; this version reads format {FORMAT_VERSION}"
+    )]
     UnknownFormat {
         /// The meta page.
         page_id: PageId,
@@ -170,7 +172,10 @@ impl<'pool> BTree<'pool> {
         }
         let version = view.load_u64(VERSION_AT).unwrap_or(0);
         if version != FORMAT_VERSION {
-            return Err(BTreeError::UnknownFormat { page_id: meta, version });
+            return Err(BTreeError::UnknownFormat {
+                page_id: meta,
+                version,
+            });
         }
         Ok(BTree { pool, meta })
     }
@@ -240,14 +245,10 @@ pub struct Session<'pool> {
 }
 
 impl<'pool> Session<'pool> {
-    /// Copies the value of `key` into `out` (cleared first); false if the
-    /// key is absent.
+    /// Copies the value of `key` into `out` (resized to the value's
+    /// length); false if the key is absent (`out` is then unspecified).
     pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, BTreeError> {
-        self.lookup(key, |value| {
-            out.clear();
-            out.extend_from_slice(value);
-        })
-        .map(|found| found.is_some())
+        self.lookup(key, out)
     }
 
     /// Runs `f` on the value of `key` (validated bytes, copied out of the
@@ -257,7 +258,8 @@ impl<'pool> Session<'pool> {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, BTreeError> {
-        self.lookup(key, f)
+        let mut value = Vec::new();
+        Ok(self.lookup(key, &mut value)?.then(|| f(&value)))
     }
 
     /// Inserts `key` → `value`, replacing a value already there.

@@ -219,7 +219,12 @@ fn compare_at(
 /// Compares the key of `slot` with `key` from byte `done` on (the bytes
 /// before it are equal).
 #[inline]
-fn compare_from(bytes: impl Bytes, slot: Slot, key: &[u8], mut done: usize) -> Result<Ordering, Torn> {
+fn compare_from(
+    bytes: impl Bytes,
+    slot: Slot,
+    key: &[u8],
+    mut done: usize,
+) -> Result<Ordering, Torn> {
     let common = slot.key_len.min(key.len());
     while done + 8 <= common {
         let stored = bytes.u64_at(slot.offset + done)?.swap_bytes();
@@ -447,8 +452,16 @@ impl Image {
     /// date only when it is stored.
     pub(crate) fn search(&self, key: &[u8], exclusive: bool) -> (usize, bool) {
         let head = self.head();
-        search_within(self.view(), head, key, key_head(key), exclusive, 0, head.count)
-            .expect("an image is a valid node")
+        search_within(
+            self.view(),
+            head,
+            key,
+            key_head(key),
+            exclusive,
+            0,
+            head.count,
+        )
+        .expect("an image is a valid node")
     }
 
     /// Bytes free for slots and entries once the heap is compacted.

@@ -141,7 +141,7 @@ const MAX_START_ATTEMPTS: u32 = 64;
 
 /// Cache lines of a page a starting guard prefetches: what a tree node
 /// keeps first (a header and search hints) is read next.
-const GUARD_PREFETCH_LINES: usize = 3;
+const GUARD_PREFETCH_LINES: usize = 8;
 
 /// An open optimistic read of one page; see the module docs.
 ///

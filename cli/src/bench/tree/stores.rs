@@ -94,7 +94,10 @@ impl Store for PagepoolTree {
     fn warm(&self) -> Result<bool> {
         const READERS: u64 = 2;
         let file = self.meta.file_id();
-        let pages = self.pool.page_count(file)?.min(self.pool.frame_count() as u64);
+        let pages = self
+            .pool
+            .page_count(file)?
+            .min(self.pool.frame_count() as u64);
         std::thread::scope(|s| {
             let readers: Vec<_> = (0..READERS)
                 .map(|t| {
