@@ -7,6 +7,8 @@
 #   bash scripts/bench.sh            # both (about 20 minutes)
 #   bash scripts/bench.sh suite      # pagepool bench only
 #   bash scripts/bench.sh criterion  # criterion only
+#   bash scripts/bench.sh btree      # the B+-tree suite (not in "all":
+#                                    # about 40 minutes, most of it loading)
 #
 # fio is optional (apt-get install fio); without it the fio rows are
 # skipped with a note. The mmap-capped and pread-capped rows need a memory
@@ -40,6 +42,24 @@ if [[ "$what" == all || "$what" == suite ]]; then
     else
         "${suite[@]}" | tee docs/bench.txt
     fi
+fi
+
+if [[ "$what" == btree ]]; then
+    # In memory: 10 M tuples in a 3 GiB pool (vmcache's rndread shape);
+    # out of memory: 28 M tuples (about 4x) in a 1 GiB pool. The loaded
+    # stores are kept in target/pagepool-bench and reused.
+    cargo build --release -p pagepool-cli
+    bench=./target/release/pagepool
+    tree_seconds="${SECONDS_PER_RUN:-5}"
+    "$bench" bench --workload btree-lookup --impl pagepool-btree,redb,btreemap-rwlock \
+        --threads 1,2,16 --tuples 10000000 --seconds "$tree_seconds" --pool-mib 3072 \
+        --json docs/bench-btree-inmem-lookup.json | tee docs/bench-btree-inmem-lookup.txt
+    "$bench" bench --workload btree-scan,btree-mixed,btree-insert --impl pagepool-btree,redb,btreemap-rwlock \
+        --threads 2 --tuples 10000000 --seconds "$tree_seconds" --pool-mib 3072 \
+        --json docs/bench-btree-inmem-other.json | tee docs/bench-btree-inmem-other.txt
+    "$bench" bench --workload btree-lookup --impl pagepool-btree,redb \
+        --threads 2,16 --tuples 28000000 --seconds 10 --pool-mib 1024 \
+        --json docs/bench-btree-oom.json | tee docs/bench-btree-oom.txt
 fi
 
 if [[ "$what" == all || "$what" == criterion ]]; then
