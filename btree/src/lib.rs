@@ -1,7 +1,7 @@
 //! A B+-tree on pagepool's optimistic guards.
 //!
 //! Keys and values are byte strings (a key up to [`MAX_KEY`] bytes, key
-//! plus value up to [`MAX_ENTRY`]: 512 and 1000 bytes on 4 KiB pages),
+//! plus value up to [`MAX_ENTRY`]: 512 and 968 bytes on 4 KiB pages),
 //! ordered by their bytes. Nodes are pool pages (format in `node.rs`); the
 //! tree's root is named by a meta page, so a tree is found again after a
 //! reopen, and several trees share a pool and a file.

@@ -326,6 +326,10 @@ impl BufferPool {
             }
             match begun {
                 Ok(begin) => {
+                    // An access: the clock's second chance (writes only if
+                    // the mark is set, so a hot node's start stays
+                    // read-only).
+                    meta.latch.clear_mark(begin);
                     slot.stats.bump(Counter::Hits);
                     slot.optimistic_guards.set(slot.optimistic_guards.get() + 1);
                     return Ok(OptimisticGuard {

@@ -292,8 +292,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             for &threads in &args.threads {
                 for &imp in impls.iter().filter(|i| i.supports(workload)) {
                     let what = format!("{} {} with {threads} threads", imp.name(), workload.name());
-                    let mut best: Option<RunResult> = None;
-                    let mut runs = Vec::new();
+                    let mut best = Best::default();
                     for _ in 0..args.repeat {
                         done += 1;
                         eprintln!("running [{done}/{total_runs}] {what} ...");
@@ -306,20 +305,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             row.pages_per_op,
                             row.io_reads
                         );
-                        runs.push(row.ops_per_sec);
-                        if best
-                            .as_ref()
-                            .is_none_or(|b| row.ops_per_sec > b.ops_per_sec)
-                        {
-                            best = Some(row);
-                        }
+                        best.add(row);
                     }
-                    if let Some(mut best) = best {
-                        if runs.len() > 1 {
-                            best.ops_per_sec_runs = Some(runs);
-                        }
-                        results.push(best);
-                    }
+                    results.extend(best.finish());
                 }
             }
             continue;
@@ -344,8 +332,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     workload.name(),
                     if threads == 1 { "" } else { "s" }
                 );
-                let mut best: Option<RunResult> = None;
-                let mut runs = Vec::with_capacity(args.repeat);
+                let mut best = Best::default();
                 for round in 0..args.repeat {
                     done += 1;
                     let label = if args.repeat > 1 {
@@ -372,20 +359,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     let outcome = runner::run(&spec).context(&what)?;
                     let result = to_result(imp, workload, threads, &outcome);
                     eprintln!("{}", run_note(&outcome, &result));
-                    runs.push(result.ops_per_sec);
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| result.ops_per_sec > b.ops_per_sec)
-                    {
-                        best = Some(result);
-                    }
+                    best.add(result);
                 }
-                if let Some(mut best) = best {
-                    if runs.len() > 1 {
-                        best.ops_per_sec_runs = Some(runs);
-                    }
-                    results.push(best);
-                }
+                results.extend(best.finish());
             }
             if args.fio && workload == Workload::UniformMiss {
                 results.extend(run_fio(&path, pages, threads, args, duration)?);
@@ -441,6 +417,35 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("wrote {}", plot_path.display());
     }
     Ok(())
+}
+
+/// The fastest of the repeated runs of one cell (a busy neighbour only
+/// ever slows a run down), with every run's ops/s when there were several.
+#[derive(Default)]
+struct Best {
+    best: Option<RunResult>,
+    runs: Vec<f64>,
+}
+
+impl Best {
+    fn add(&mut self, row: RunResult) {
+        self.runs.push(row.ops_per_sec);
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|b| row.ops_per_sec > b.ops_per_sec)
+        {
+            self.best = Some(row);
+        }
+    }
+
+    fn finish(self) -> Option<RunResult> {
+        let mut best = self.best?;
+        if self.runs.len() > 1 {
+            best.ops_per_sec_runs = Some(self.runs);
+        }
+        Some(best)
+    }
 }
 
 /// The report row of one measurement.
@@ -567,8 +572,7 @@ fn run_fio(
             "running {version} {} with {threads} jobs ...",
             engine.name()
         );
-        let mut best: Option<RunResult> = None;
-        let mut runs = Vec::new();
+        let mut best = Best::default();
         for _ in 0..args.repeat {
             data::drop_cache(path)?;
             match fio::run(path, pages, threads, duration, engine) {
@@ -578,13 +582,7 @@ fn run_fio(
                         row.ops_per_sec.round(),
                         row.cpu_seconds
                     );
-                    runs.push(row.ops_per_sec);
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| row.ops_per_sec > b.ops_per_sec)
-                    {
-                        best = Some(row);
-                    }
+                    best.add(row);
                 }
                 // io_uring may be disabled by the kernel: skip, say so.
                 Err(error) => {
@@ -593,12 +591,7 @@ fn run_fio(
                 }
             }
         }
-        if let Some(mut row) = best {
-            if runs.len() > 1 {
-                row.ops_per_sec_runs = Some(runs);
-            }
-            rows.push(row);
-        }
+        rows.extend(best.finish());
     }
     Ok(rows)
 }

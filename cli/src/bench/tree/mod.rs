@@ -187,35 +187,33 @@ fn loaded_path(imp: ImplKind, spec: &TreeSpec<'_>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A store for one run, and the file it uses (if any).
+/// The file a run of `imp` uses: an empty one (removed first) for a fresh
+/// store, else the loaded one with the kernel's cache of it dropped.
+fn run_path(imp: ImplKind, fresh: bool, spec: &TreeSpec<'_>) -> Result<PathBuf> {
+    if fresh {
+        let name = match imp {
+            ImplKind::PagepoolBtree => "btree-insert.db",
+            _ => "redb-insert.redb",
+        };
+        let path = spec.dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        return Ok(path);
+    }
+    let path = loaded_path(imp, spec)?;
+    data::drop_cache(&path)?;
+    Ok(path)
+}
+
+/// A store for one run.
 fn open_store(imp: ImplKind, workload: Workload, spec: &TreeSpec<'_>) -> Result<Box<dyn Store>> {
     let fresh = workload == Workload::BtreeInsert;
     let cache_bytes = spec.pool_frames * 4096;
     Ok(match imp {
-        ImplKind::PagepoolBtree => {
-            let path = if fresh {
-                let path = spec.dir.join("btree-insert.db");
-                let _ = std::fs::remove_file(&path);
-                path
-            } else {
-                let path = loaded_path(imp, spec)?;
-                data::drop_cache(&path)?;
-                path
-            };
-            Box::new(PagepoolTree::open(&path, spec.pool_frames)?)
-        }
-        ImplKind::Redb => {
-            let path = if fresh {
-                let path = spec.dir.join("redb-insert.redb");
-                let _ = std::fs::remove_file(&path);
-                path
-            } else {
-                let path = loaded_path(imp, spec)?;
-                data::drop_cache(&path)?;
-                path
-            };
-            Box::new(Redb::open(&path, cache_bytes)?)
-        }
+        ImplKind::PagepoolBtree => Box::new(PagepoolTree::open(
+            &run_path(imp, fresh, spec)?,
+            spec.pool_frames,
+        )?),
+        ImplKind::Redb => Box::new(Redb::open(&run_path(imp, fresh, spec)?, cache_bytes)?),
         ImplKind::BtreemapRwlock => {
             let map = BTreeMapRwLock::default();
             if !fresh {
