@@ -319,6 +319,8 @@ pub fn run_one(
     threads: usize,
     spec: &TreeSpec<'_>,
 ) -> Result<RunResult> {
+    super::resources::trim_heap();
+    let anon_before = super::resources::rss_anon_bytes();
     let store = open_store(imp, workload, spec)?;
     if workload != Workload::BtreeInsert {
         warm_up(&*store, spec)?;
@@ -411,6 +413,8 @@ pub fn run_one(
             after.io_writes - before.io_writes,
         )
     });
+    let anon_mib =
+        (super::resources::rss_anon_bytes() as f64 - anon_before as f64) / f64::from(1 << 20);
     drop(store);
     let seconds = elapsed.as_secs_f64();
     let ops_f = ops.max(1) as f64;
@@ -448,6 +452,7 @@ pub fn run_one(
         major_faults: usage.major_faults,
         others_cpu_seconds: usage.others_cpu().as_secs_f64(),
         pages_per_op,
+        anon_mib,
         note: Some(format!(
             "{} tuples of an 8-byte key and a {VALUE_BYTES}-byte value; pool/cache {} MiB",
             spec.tuples,
