@@ -20,6 +20,16 @@ fn pool_with(frames: usize, pages: u64) -> (BufferPool, FileId, Vec<PageId>) {
     (pool, file, ids)
 }
 
+/// Reads `others` round and round (more pages than frames) until the
+/// pages not among them have been evicted.
+fn push_out(pool: &BufferPool, others: &[PageId]) {
+    for _ in 0..4 {
+        for &page_id in others {
+            drop(pool.read(page_id).unwrap());
+        }
+    }
+}
+
 fn restart<T: std::fmt::Debug>(result: Result<T, OlcError>) {
     assert!(
         matches!(result, Err(OlcError::Restart)),
@@ -88,11 +98,7 @@ fn a_miss_under_a_guard_defers_the_load_to_the_restart() {
     let root = pages[0];
     let far = pages[11];
     // Push `far` out: read the others until it is gone.
-    for _ in 0..4 {
-        for &page_id in &pages[..11] {
-            drop(pool.read(page_id).unwrap());
-        }
-    }
+    push_out(&pool, &pages[..11]);
     let pin = pool.pin_thread();
     let reads = pool.stats().io_reads;
     let parent = pin.optimistic_guard(root).unwrap();
@@ -119,11 +125,7 @@ fn a_miss_under_a_guard_defers_the_load_to_the_restart() {
 fn a_root_guard_on_a_page_that_is_not_resident_loads_it() {
     let (pool, _, pages) = pool_with(4, 12);
     pool.flush_all().unwrap();
-    for _ in 0..4 {
-        for &page_id in &pages[1..] {
-            drop(pool.read(page_id).unwrap());
-        }
-    }
+    push_out(&pool, &pages[1..]);
     let pin = pool.pin_thread();
     let guard = pin.optimistic_guard(pages[0]).unwrap();
     assert_eq!(guard.view().load_u64(8).unwrap(), 100);
@@ -257,11 +259,7 @@ fn shared_upgrades_only_as_the_only_holder_and_exclusive_downgrades() {
 fn try_latches_never_wait_and_refuse_bad_ids() {
     let (pool, file, pages) = pool_with(4, 12);
     pool.flush_all().unwrap();
-    for _ in 0..4 {
-        for &page_id in &pages[1..] {
-            drop(pool.read(page_id).unwrap());
-        }
-    }
+    push_out(&pool, &pages[1..]);
     // Not resident: loading it would wait for I/O.
     assert!(pool.try_read(pages[0]).unwrap().is_none());
     assert!(pool.try_write(pages[0]).unwrap().is_none());
@@ -281,11 +279,7 @@ fn try_latches_never_wait_and_refuse_bad_ids() {
 fn blocking_calls_under_a_guard_are_errors() {
     let (pool, file, pages) = pool_with(4, 12);
     pool.flush_all().unwrap();
-    for _ in 0..4 {
-        for &page_id in &pages[1..] {
-            drop(pool.read(page_id).unwrap());
-        }
-    }
+    push_out(&pool, &pages[1..]);
     let pin = pool.pin_thread();
     let guard = pin.optimistic_guard(pages[11]).unwrap();
     let blocked = |result: pagepool::Result<()>| {

@@ -15,25 +15,13 @@
 //!   would lose increments.
 #![cfg(feature = "shuttle")]
 
+mod common;
+
 use std::sync::Arc;
 
 use pagepool::{BufferPool, FileId, MemoryStorage, OlcError, PageId, PoolConfig, Restart};
 use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::{Config, Runner};
-
-fn iterations() -> usize {
-    std::env::var("SHUTTLE_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
-}
-
-fn seed() -> u64 {
-    std::env::var("SHUTTLE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
 
 fn pool(pages: u64) -> (Arc<BufferPool>, FileId, Vec<PageId>) {
     let pool = BufferPool::open(PoolConfig::new(4).evict_batch(1)).unwrap();
@@ -130,7 +118,7 @@ fn upgrades() {
 #[test]
 fn coupling_under_pct_schedules() {
     Runner::new(
-        PctScheduler::new_from_seed(seed(), 3, iterations()),
+        PctScheduler::new_from_seed(common::shuttle_seed(), 3, common::shuttle_iterations()),
         Config::new(),
     )
     .run(coupling);
@@ -139,7 +127,7 @@ fn coupling_under_pct_schedules() {
 #[test]
 fn coupling_under_random_schedules() {
     Runner::new(
-        RandomScheduler::new_from_seed(seed(), iterations()),
+        RandomScheduler::new_from_seed(common::shuttle_seed(), common::shuttle_iterations()),
         Config::new(),
     )
     .run(coupling);
@@ -148,7 +136,7 @@ fn coupling_under_random_schedules() {
 #[test]
 fn upgrades_under_pct_schedules() {
     Runner::new(
-        PctScheduler::new_from_seed(seed(), 3, iterations()),
+        PctScheduler::new_from_seed(common::shuttle_seed(), 3, common::shuttle_iterations()),
         Config::new(),
     )
     .run(upgrades);

@@ -18,6 +18,8 @@
 //! every round it equals the number of writes made to it.
 #![cfg(feature = "shuttle")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -191,22 +193,6 @@ fn scenario() {
     }
 }
 
-fn iterations() -> usize {
-    std::env::var("SHUTTLE_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
-}
-
-/// The schedulers' seed: fixed, so that a run (and a planted bug's catch)
-/// is the same every time; `SHUTTLE_SEED=N` explores other schedules.
-fn seed() -> u64 {
-    std::env::var("SHUTTLE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
 fn failure_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../shuttle-failures");
     std::fs::create_dir_all(&dir).unwrap();
@@ -221,12 +207,19 @@ fn run(scheduler: impl Scheduler + 'static) {
 
 #[test]
 fn pool_under_pct_schedules() {
-    run(PctScheduler::new_from_seed(seed(), 3, iterations()));
+    run(PctScheduler::new_from_seed(
+        common::shuttle_seed(),
+        3,
+        common::shuttle_iterations(),
+    ));
 }
 
 #[test]
 fn pool_under_random_schedules() {
-    run(RandomScheduler::new_from_seed(seed(), iterations()));
+    run(RandomScheduler::new_from_seed(
+        common::shuttle_seed(),
+        common::shuttle_iterations(),
+    ));
 }
 
 /// Many concurrent misses of the same few pages on a 2-frame pool: loads
@@ -272,7 +265,11 @@ fn contended_misses() {
 fn contended_misses_under_pct_schedules() {
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
-    Runner::new(PctScheduler::new_from_seed(seed(), 3, iterations()), config).run(contended_misses);
+    Runner::new(
+        PctScheduler::new_from_seed(common::shuttle_seed(), 3, common::shuttle_iterations()),
+        config,
+    )
+    .run(contended_misses);
 }
 
 /// A store of `pages` pages, page `n` whole with counter 0.
@@ -332,12 +329,18 @@ fn frame_changes_hands_under_a_waiter() {
 fn a_waiter_never_waits_for_its_frames_next_tenant() {
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
-    Runner::new(PctScheduler::new_from_seed(seed(), 3, iterations()), config)
-        .run(frame_changes_hands_under_a_waiter);
+    Runner::new(
+        PctScheduler::new_from_seed(common::shuttle_seed(), 3, common::shuttle_iterations()),
+        config,
+    )
+    .run(frame_changes_hands_under_a_waiter);
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
-    Runner::new(RandomScheduler::new_from_seed(seed(), iterations()), config)
-        .run(frame_changes_hands_under_a_waiter);
+    Runner::new(
+        RandomScheduler::new_from_seed(common::shuttle_seed(), common::shuttle_iterations()),
+        config,
+    )
+    .run(frame_changes_hands_under_a_waiter);
 }
 
 /// Item 3: readers that overlap without end (each takes the shared latch
@@ -430,7 +433,7 @@ fn a_writer_is_not_starved_by_overlapping_readers() {
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(failure_dir()));
     Runner::new(
-        RandomScheduler::new_from_seed(seed(), iterations() / 4),
+        RandomScheduler::new_from_seed(common::shuttle_seed(), common::shuttle_iterations() / 4),
         config,
     )
     .run(overlapping_readers_and_a_writer);

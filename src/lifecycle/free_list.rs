@@ -74,7 +74,14 @@ impl BufferPool {
         if !self.is_formatted(file_id, file).unwrap_or(false) {
             return Ok(None);
         }
-        let mut header = self.write(PageId::new(file_id, 0))?;
+        let header_id = PageId::new(file_id, 0);
+        // Most allocations find the list empty: look without the header's
+        // latch first, so they do not queue on it. A page freed just after
+        // the look is appended around (never handed out twice).
+        if let Ok(Ok(NO_PAGE)) = self.optimistic(header_id, |v| v.load_u64(FREE_HEAD_AT)) {
+            return Ok(None);
+        }
+        let mut header = self.write(header_id)?;
         let head = header.view().load_u64(FREE_HEAD_AT)?;
         if head == NO_PAGE {
             return Ok(None);

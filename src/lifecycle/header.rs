@@ -76,7 +76,7 @@ fn write_header(page: &mut PageMut<'_>) -> Result<(), OutOfBounds> {
 }
 
 fn root_offset(file_id: FileId, slot: usize) -> Result<usize> {
-    if slot >= ROOT_SLOTS {
+    if !(0..ROOT_SLOTS).contains(&slot) {
         return Err(Error::InvalidConfig(format!(
             "root slot {slot} of {file_id}: a header has {ROOT_SLOTS} slots"
         )));

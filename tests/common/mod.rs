@@ -124,3 +124,21 @@ pub fn seed(test: &str) -> u64 {
     eprintln!("{test} seed {seed} (rerun with PAGEPOOL_SEED={seed})");
     seed
 }
+
+/// The shuttle suites' iteration count per scheduler: `SHUTTLE_ITERATIONS`,
+/// else 10,000.
+pub fn shuttle_iterations() -> usize {
+    std::env::var("SHUTTLE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// The shuttle suites' schedule seed: `SHUTTLE_SEED`, else 1 (fixed, so
+/// that a run, and a planted bug's catch, is the same every time).
+pub fn shuttle_seed() -> u64 {
+    std::env::var("SHUTTLE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
