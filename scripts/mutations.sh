@@ -26,6 +26,9 @@ checker_base() {
     case "$1" in
         shuttle) echo "cargo test --release --features shuttle,internals --test shuttle_pool" ;;
         shuttle-olc) echo "cargo test --release --features shuttle,internals --test shuttle_olc" ;;
+        shuttle-io) echo "cargo test --release --features shuttle,internals --test shuttle_io" ;;
+        engine) echo "cargo test --test engine" ;;
+        async) echo "cargo test --test async_api" ;;
         olc) echo "cargo test --test olc" ;;
         lifecycle) echo "cargo test --test lifecycle" ;;
         btree-shuttle) echo "cargo test -p pagepool-btree --release --features shuttle --test shuttle_btree" ;;
@@ -42,6 +45,10 @@ checker_base() {
     esac
 }
 
+if [ $# -gt 0 ] && [ ! -f "$root/tests/mutations/$1.patch" ]; then
+    echo "no planted bug named $1" >&2
+    exit 2
+fi
 survivors=()
 for patch in "$root"/tests/mutations/*.patch; do
     name=$(basename "$patch" .patch)

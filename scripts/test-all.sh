@@ -21,6 +21,7 @@ RUSTFLAGS="--cfg loom --cfg crossbeam_loom" \
 step "shuttle suites"
 cargo test --release --features shuttle,internals --test shuttle_pool
 cargo test --release --features shuttle,internals --test shuttle_olc
+cargo test --release --features shuttle,internals --test shuttle_io
 cargo test -p pagepool-btree --release --features shuttle --test shuttle_btree
 
 step "planted bugs"

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::io::IoMode;
+use crate::io::{IoEngine, IoMode};
 
 /// The write-ahead-log hook: called with a dirty page's LSN before the page
 /// is written; it must return only once the log is durable up to that LSN.
@@ -48,6 +48,12 @@ pub struct PoolConfig {
     pub optimistic_retries: u32,
     /// Frames the clock examines per sweep step.
     pub evict_batch: usize,
+    /// Who runs the reads the pool starts without waiting for them
+    /// (`prefetch`, `read_many`, the async API).
+    pub io_engine: IoEngine,
+    /// The most reads the io_uring engine keeps in flight at once is twice
+    /// this (its submission queue's size).
+    pub queue_depth: u32,
 }
 
 impl PoolConfig {
@@ -64,6 +70,8 @@ impl PoolConfig {
             latch_wait_timeout_ms: 10_000,
             optimistic_retries: 8,
             evict_batch: 16,
+            io_engine: IoEngine::Auto,
+            queue_depth: 128,
         }
     }
 
@@ -124,6 +132,20 @@ impl PoolConfig {
         self
     }
 
+    /// Chooses the I/O engine (default [`IoEngine::Auto`]).
+    pub fn io_engine(mut self, engine: IoEngine) -> PoolConfig {
+        self.io_engine = engine;
+        self
+    }
+
+    /// Sets the io_uring engine's submission queue size (default 128; the
+    /// engine keeps up to twice this many reads in flight). Raise it for a
+    /// device that wants deeper queues; between 1 and 4096.
+    pub fn queue_depth(mut self, entries: u32) -> PoolConfig {
+        self.queue_depth = entries;
+        self
+    }
+
     /// Sets the clock's sweep step.
     pub fn evict_batch(mut self, frames: usize) -> PoolConfig {
         self.evict_batch = frames;
@@ -135,6 +157,12 @@ impl PoolConfig {
             return Err(Error::InvalidConfig(format!(
                 "frames must be between 1 and {MAX_FRAMES}, not {}",
                 self.frames
+            )));
+        }
+        if !(1..=4096).contains(&self.queue_depth) {
+            return Err(Error::InvalidConfig(format!(
+                "queue_depth must be between 1 and 4096, not {}",
+                self.queue_depth
             )));
         }
         if self.evict_batch == 0 {
@@ -157,6 +185,8 @@ impl fmt::Debug for PoolConfig {
             .field("latch_wait_timeout_ms", &self.latch_wait_timeout_ms)
             .field("optimistic_retries", &self.optimistic_retries)
             .field("evict_batch", &self.evict_batch)
+            .field("io_engine", &self.io_engine)
+            .field("queue_depth", &self.queue_depth)
             .finish()
     }
 }

@@ -228,6 +228,24 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// The configuration asked for the io_uring engine
+    /// ([`IoEngine::Uring`](crate::IoEngine::Uring)) and the kernel (or a
+    /// sandbox, a seccomp profile, `kernel.io_uring_disabled`) refused to
+    /// set up a ring. [`IoEngine::Auto`](crate::IoEngine::Auto) runs the
+    /// sync engine there instead.
+    #[error("the io_uring engine is unavailable: {source}")]
+    UringUnavailable {
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// The I/O engine's thread could not be started.
+    #[error("cannot start the I/O engine: {source}")]
+    EngineStart {
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {

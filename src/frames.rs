@@ -176,6 +176,33 @@ impl Frames {
         let _ = (words, lines);
     }
 
+    /// The arena's memory, `(first byte, length)`, for an I/O engine to
+    /// register with the kernel; `None` under the model checkers, whose
+    /// frames are not plain memory.
+    pub(crate) fn region(&self) -> Option<(*mut u8, usize)> {
+        #[cfg(not(any(loom, feature = "shuttle")))]
+        return Some((
+            self.words(0).as_ptr().cast::<u8>().cast_mut(),
+            self.frame_count() * PAGE_SIZE,
+        ));
+        #[cfg(any(loom, feature = "shuttle"))]
+        None
+    }
+
+    /// The first byte of a frame, for an I/O engine to read into (null
+    /// under the model checkers, whose engine reads through
+    /// [`Frames::fill_bytes`]). Using it is the engine's business: the
+    /// pointer itself is only an address.
+    pub(crate) fn io_ptr(&self, frame_id: FrameId) -> *mut u8 {
+        #[cfg(not(any(loom, feature = "shuttle")))]
+        return self.words(frame_id).as_ptr().cast::<u8>().cast_mut();
+        #[cfg(any(loom, feature = "shuttle"))]
+        {
+            let _ = frame_id;
+            std::ptr::null_mut()
+        }
+    }
+
     /// Zeroes a frame with atomic stores (for freshly allocated pages).
     pub(crate) fn zero(&self, frame_id: FrameId) {
         for word in self.words(frame_id) {

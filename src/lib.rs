@@ -23,10 +23,11 @@ mod undo;
 mod view;
 
 pub use access::{OlcError, OptimisticGuard, PageMut, PageRef, Restart, ThreadPin};
+pub use access::{OwnedPageMut, OwnedPageRef, ReadFuture, WriteFuture};
 pub use config::{PoolConfig, WalHook, MAX_FRAMES};
 pub use error::{Error, Result};
 pub use held::GuardKind;
-pub use io::{DirectFile, FileIdentity, IoMode, MemoryStorage, Storage};
+pub use io::{DirectFile, EngineKind, FileIdentity, IoEngine, IoMode, MemoryStorage, Storage};
 pub use io::{FaultController, FaultKind, FaultStats, Faulty, IoOp};
 pub use lifecycle::ROOT_SLOTS;
 pub use page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE, PAGE_DATA_SIZE, PAGE_SIZE};

@@ -66,10 +66,10 @@ use crate::epoch::{EpochDomain, ThreadSlot};
 use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
 use crate::held::GuardKind;
-use crate::io::{DirectFile, FileIdentity, Storage};
+use crate::io::{CompletionFn, DirectFile, Engine, FileIdentity, Storage};
 use crate::latch::{Blocked, TimedOut, WaitQueues, Want};
 use crate::lifecycle::HeaderState;
-use crate::miss::{FreeFrames, Load};
+use crate::miss::{FreeFrames, Load, LoadFailures, ReadIntents};
 use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Stats};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
@@ -153,6 +153,21 @@ pub(crate) struct DataFile {
 /// # Ok::<(), pagepool::Error>(())
 /// ```
 pub struct BufferPool {
+    /// Everything a thread other than the caller's may need: the I/O
+    /// engine's completion thread finishes loads through it.
+    pub(crate) core: Arc<PoolCore>,
+    /// The I/O engine (its completion thread holds `core`). Dropped after
+    /// the final flush, which joins the thread.
+    pub(crate) engine: Engine,
+    /// Set once `close` has flushed everything; `Drop` then skips flushing.
+    closed: bool,
+}
+
+/// The pool's shared state: frames, table, wait queues, files, epoch.
+/// [`BufferPool`] derefs to it, so the pool's code reads `self.frames`.
+/// (`pub` in a private module: nameable nowhere outside the crate, and
+/// with no public field or method.)
+pub struct PoolCore {
     pub(crate) frames: Frames,
     pub(crate) table: PageTable,
     pub(crate) queues: WaitQueues,
@@ -161,8 +176,20 @@ pub struct BufferPool {
     pub(crate) clock_hand: CachePadded<AtomicUsize>,
     pub(crate) epoch: EpochDomain,
     pub(crate) config: PoolConfig,
-    /// Set once `close` has flushed everything; `Drop` then skips flushing.
-    closed: bool,
+    /// Errors of started reads, for their starters (`miss/finish.rs`).
+    pub(crate) load_failures: LoadFailures,
+    /// Whether each frame's read in flight is wanted (`miss/finish.rs`).
+    pub(crate) read_intents: ReadIntents,
+}
+
+#[doc(hidden)]
+impl std::ops::Deref for BufferPool {
+    type Target = PoolCore;
+
+    #[inline(always)]
+    fn deref(&self) -> &PoolCore {
+        &self.core
+    }
 }
 
 impl std::fmt::Debug for BufferPool {
@@ -211,7 +238,8 @@ impl BufferPool {
         let frames = Frames::new(config.frames).ok_or_else(|| {
             Error::InvalidConfig(format!("cannot allocate {} frames", config.frames))
         })?;
-        Ok(BufferPool {
+        let frame_count = config.frames;
+        let core = Arc::new(PoolCore {
             table: PageTable::new(config.frames),
             queues: WaitQueues::new(config.frames.clamp(1, 1024)),
             files: RwLock::new(Vec::new()),
@@ -220,8 +248,35 @@ impl BufferPool {
             epoch: EpochDomain::new(),
             frames,
             config,
+            load_failures: LoadFailures::default(),
+            read_intents: ReadIntents::new(frame_count),
+        });
+        let engine = Self::start_engine(&core)?;
+        Ok(BufferPool {
+            core,
+            engine,
             closed: false,
         })
+    }
+
+    /// Starts the configured I/O engine; its completions end loads
+    /// through `core`, on the engine's thread.
+    fn start_engine(core: &Arc<PoolCore>) -> Result<Engine> {
+        let finisher = Arc::clone(core);
+        let complete: CompletionFn = Arc::new(move |frame_id, outcome| {
+            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                finisher.finish_load(frame_id, outcome)
+            }));
+            if finished.is_err() {
+                log::error!("pagepool: ending the read into frame {frame_id} panicked");
+            }
+        });
+        Engine::start(
+            core.config.io_engine,
+            core.frames.region(),
+            core.config.queue_depth,
+            complete,
+        )
     }
 
     /// Opens (creating with mode 0600 if absent) a data file with the
@@ -285,7 +340,10 @@ impl BufferPool {
 
     /// Counters summed over every thread.
     pub fn stats(&self) -> Stats {
-        self.epoch.stats()
+        let mut stats = self.epoch.stats();
+        stats.engine = self.engine.kind();
+        stats.fixed_buffers = self.engine.fixed_buffers();
+        stats
     }
 
     /// Keeps this thread pinned in the pool's epoch until the returned
@@ -547,6 +605,27 @@ impl BufferPool {
         }
     }
 
+    /// An optimistic read that only hits: the validated result, or `None`
+    /// when the page is not resident, is latched exclusively, or keeps
+    /// failing validation (`optimistic_retries` times). Never waits.
+    pub(crate) fn optimistic_hit<R>(
+        &self,
+        page_id: PageId,
+        read: &mut impl FnMut(OptimisticView<'_>) -> R,
+    ) -> Option<R> {
+        let slot = self.thread_slot();
+        for _ in 0..=self.config.optimistic_retries {
+            match self.optimistic_first(page_id, &slot, read) {
+                Ok(result) => return Some(result),
+                Err(Some((_, Attempt::NotValidated))) => {
+                    slot.stats.bump(Counter::OptimisticRetries)
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     /// The first, inlined attempt of an optimistic read: the validated
     /// result of a hit, or what `optimistic_retry` needs to go on (`None`:
     /// the table had no frame for the page).
@@ -793,6 +872,13 @@ impl BufferPool {
         }
     }
 
+    /// This thread's slot in the pool.
+    pub(crate) fn thread_slot(&self) -> Rc<ThreadSlot> {
+        self.epoch.slot()
+    }
+}
+
+impl PoolCore {
     #[inline(always)]
     pub(crate) fn release_shared(&self, frame_id: FrameId) {
         if self.frames.meta(frame_id).latch.unlock_shared() {
@@ -817,11 +903,6 @@ impl BufferPool {
             .get(file_id.index())
             .cloned()
             .ok_or(Error::UnknownFile(file_id))
-    }
-
-    /// This thread's slot in the pool.
-    pub(crate) fn thread_slot(&self) -> Rc<ThreadSlot> {
-        self.epoch.slot()
     }
 }
 

@@ -38,6 +38,17 @@ pub struct Stats {
     pub pages_freed: u64,
     /// Pages handed out by `allocate` from a free list.
     pub pages_reused: u64,
+    /// Page reads started without waiting for them (`prefetch`,
+    /// `read_many`, the async API), also counted in `io_reads`.
+    pub reads_started: u64,
+    /// Started reads that failed (I/O error, short read, bad checksum):
+    /// the page was not published.
+    pub read_failures: u64,
+    /// Which I/O engine runs the started reads.
+    pub engine: crate::EngineKind,
+    /// Whether the frame arena is registered with io_uring as fixed
+    /// buffers.
+    pub fixed_buffers: bool,
 }
 
 impl Stats {
@@ -67,9 +78,11 @@ pub(crate) enum Counter {
     Restarts,
     PagesFreed,
     PagesReused,
+    ReadsStarted,
+    ReadFailures,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 14;
 
 /// One thread's counters. Only the owning thread writes them. Aligned to
 /// two cache lines (the adjacent-line prefetcher pairs lines) so that two
@@ -104,6 +117,8 @@ impl ThreadStats {
         total.restarts += get(Counter::Restarts);
         total.pages_freed += get(Counter::PagesFreed);
         total.pages_reused += get(Counter::PagesReused);
+        total.reads_started += get(Counter::ReadsStarted);
+        total.read_failures += get(Counter::ReadFailures);
     }
 }
 

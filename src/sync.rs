@@ -27,6 +27,8 @@ compile_error!("choose one model checker: `--cfg loom` or `--features shuttle`, 
 mod imp {
     pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+    pub(crate) use std::thread;
+    pub(crate) use std::thread::yield_now;
     pub(crate) use std::thread_local;
 }
 
@@ -34,6 +36,7 @@ mod imp {
 mod imp {
     pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard, RwLock};
+    pub(crate) use loom::thread;
     pub(crate) use loom::thread::yield_now;
     pub(crate) use loom::thread_local;
 }
@@ -42,6 +45,7 @@ mod imp {
 mod imp {
     pub(crate) use shuttle::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
     pub(crate) use shuttle::sync::{Condvar, Mutex, MutexGuard, RwLock};
+    pub(crate) use shuttle::thread;
     pub(crate) use shuttle::thread::yield_now;
     pub(crate) use shuttle::thread_local;
 }

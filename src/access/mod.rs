@@ -6,6 +6,11 @@
 //! | [`PageRef`]          | a shared latch              | `&[u8]` of the frame          | `guards.rs`           |
 //! | [`PageMut`]          | the exclusive latch         | atomic stores, `&[u8]`        | `guards.rs`           |
 //! | [`ThreadPin`]        | the thread's session pin    | the calls above, fence-free   | `guards.rs`           |
+//! | [`OwnedPageRef`]     | a shared latch, an `Arc` of the pool | `&[u8]`; `Send`, held across `.await` | `owned.rs` |
+//! | [`OwnedPageMut`]     | the exclusive latch, an `Arc` of the pool | atomic stores; `Send`  | `owned.rs`            |
+//!
+//! The async API (`read_async`, `write_async`, `optimistic_async`) is in
+//! `future.rs`: futures of the owned guards.
 //!
 //! Moving between them without letting go (`upgrade.rs`):
 //!
@@ -17,9 +22,13 @@
 //! | exclusive → shared      | `PageMut::downgrade`          | never (publishes the writes)                |
 //! | none → shared/exclusive | `ThreadPin::try_read`/`try_write` | it would wait for a latch or for I/O    |
 
+mod future;
 mod guards;
 mod optimistic_guard;
+mod owned;
 mod upgrade;
 
+pub use future::{ReadFuture, WriteFuture};
 pub use guards::{PageMut, PageRef, ThreadPin};
 pub use optimistic_guard::{OlcError, OptimisticGuard, Restart};
+pub use owned::{OwnedPageMut, OwnedPageRef};

@@ -233,6 +233,10 @@ impl super::Storage for DirectFile {
         Some(self.identity)
     }
 
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.file.as_raw_fd())
+    }
+
     fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
         check_buf(buf.len(), buf.as_ptr() as usize)?;
         let offset = offset_of(page_no)?;

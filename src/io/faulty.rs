@@ -523,6 +523,44 @@ impl Storage for Faulty {
         self.inner.file_identity()
     }
 
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.ring_fd()
+    }
+
+    /// A read an io_uring engine did: the fault is decided here, as
+    /// [`read_page`](Storage::read_page) decides it for the other engines
+    /// (the same schedule, the same counts). A short read fails with
+    /// `UnexpectedEof` and leaves the page's first `bytes` bytes, the rest
+    /// zeroed.
+    fn complete_read(
+        &self,
+        page_no: u64,
+        buf: &mut [u8],
+        result: io::Result<()>,
+    ) -> io::Result<()> {
+        let result = self.inner.complete_read(page_no, buf, result);
+        let decision = self.controller.decide(IoOp::Read, || false);
+        if !decision.delay.is_zero() {
+            std::thread::sleep(decision.delay);
+        }
+        match decision.fault {
+            None => result,
+            Some(FaultKind::Short { bytes }) => {
+                let bytes = bytes.min(buf.len());
+                buf[bytes..].fill(0);
+                self.controller.record(|s| s.read_errors += 1);
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("injected short read: {bytes} of {PAGE_SIZE} bytes"),
+                ))
+            }
+            Some(_) => {
+                self.controller.record(|s| s.read_errors += 1);
+                Err(eio())
+            }
+        }
+    }
+
     fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
         let decision = self.controller.decide(IoOp::Read, || false);
         if !decision.delay.is_zero() {

@@ -10,12 +10,28 @@
 //!   exclusive `flock` for as long as it is open, so that a data file has
 //!   one owner at a time.
 //! - [`MemoryStorage`]: pages in memory, for tests and models.
+//!
+//! # Engines
+//!
+//! Who runs a read is the pool's [I/O engine](IoEngine) (`engine.rs`):
+//! the calling thread (`Sync`), a worker thread of the pool's (`Worker`),
+//! or the kernel through an io_uring (`Uring`, `uring.rs`), which reads
+//! straight into the frame through the store's descriptor
+//! ([`Storage::ring_fd`]) and hands each completion to the store
+//! ([`Storage::complete_read`]) before the pool checks the page. Writes
+//! and syncs go through [`Storage::write_page`] and [`Storage::sync`] on
+//! the calling thread with every engine.
 
 mod direct;
+mod engine;
 mod faulty;
 mod memory;
+#[cfg(all(target_os = "linux", not(any(loom, feature = "shuttle"))))]
+mod uring;
 
 pub use direct::{DirectFile, FileIdentity, IoMode};
+pub(crate) use engine::{CompletionFn, Engine, FrameRead};
+pub use engine::{EngineKind, IoEngine};
 pub use faulty::{FaultController, FaultKind, FaultStats, Faulty, IoOp};
 pub use memory::MemoryStorage;
 
@@ -44,6 +60,28 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn file_identity(&self) -> Option<FileIdentity> {
         None
     }
+
+    /// A descriptor an io_uring engine may read this store's pages from
+    /// (page `n` at byte `n * PAGE_SIZE`, into 4096-aligned frames), kept
+    /// open for as long as the store lives. `None` (the default): the
+    /// engine runs [`read_page`](Self::read_page) instead.
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// Sees a read that an engine did through [`ring_fd`](Self::ring_fd)
+    /// before the pool checks the page: `result` is the kernel's, `buf`
+    /// the page as read. The default passes it through; a fault injector
+    /// fails it here.
+    fn complete_read(
+        &self,
+        page_no: u64,
+        buf: &mut [u8],
+        result: io::Result<()>,
+    ) -> io::Result<()> {
+        let _ = (page_no, buf);
+        result
+    }
 }
 
 /// A shared store is a store: lets a test or a tool keep a handle on the
@@ -68,5 +106,18 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn file_identity(&self) -> Option<FileIdentity> {
         (**self).file_identity()
+    }
+
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).ring_fd()
+    }
+
+    fn complete_read(
+        &self,
+        page_no: u64,
+        buf: &mut [u8],
+        result: io::Result<()>,
+    ) -> io::Result<()> {
+        (**self).complete_read(page_no, buf, result)
     }
 }

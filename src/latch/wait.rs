@@ -37,6 +37,17 @@
 //! A wake-up also rouses the slot's other frames' waiters, which re-check
 //! and sleep again.
 //!
+//! # Tasks
+//!
+//! An async task cannot park its thread. It registers its `Waker` in the
+//! same slot instead ([`WaitQueues::register_waker`]), under the same
+//! mutex and with the same re-check and `announce_waiter` CAS, and returns
+//! `Pending`; [`WaitQueues::wake`] wakes the slot's wakers registered for
+//! that frame along with the parked threads, and the task looks again
+//! when it is polled. A task never sets `PENDING` (a task that is dropped
+//! while it waits could not withdraw it), so async writers do not hold
+//! new readers off.
+//!
 //! # Writers first
 //!
 //! A writer held off by shared holders sets `PENDING` (while spinning with
@@ -56,6 +67,7 @@
 //! holder to its release during the spin and never explore the parking
 //! code.
 
+use std::task::Waker;
 use std::time::Instant;
 
 #[cfg(not(loom))]
@@ -104,7 +116,8 @@ pub(crate) struct WaitQueues {
 
 #[derive(Debug, Default)]
 struct WaitSlot {
-    mutex: Mutex<()>,
+    /// The tasks waiting on this slot's frames: `(frame id, waker)`.
+    mutex: Mutex<Vec<(usize, Waker)>>,
     condvar: Condvar,
 }
 
@@ -126,8 +139,59 @@ impl WaitQueues {
     /// which re-check and sleep again).
     pub(crate) fn wake(&self, frame_id: usize) {
         let slot = self.slot(frame_id);
-        drop(lock(&slot.mutex));
+        let mut tasks = lock(&slot.mutex);
+        let woken: Vec<Waker> = if tasks.is_empty() {
+            Vec::new()
+        } else {
+            let mut woken = Vec::new();
+            tasks.retain(|(frame, waker)| {
+                if *frame == frame_id {
+                    woken.push(waker.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            woken
+        };
+        drop(tasks);
         slot.condvar.notify_all();
+        for waker in woken {
+            waker.wake();
+        }
+    }
+
+    /// The task's side of [`wait`](Self::wait): registers `waker` to be
+    /// woken when the state may no longer block `want` (see the module
+    /// docs), or returns true without registering if it already does not
+    /// (or its version moved): the caller looks again instead of waiting.
+    pub(crate) fn register_waker(
+        &self,
+        latch: &PageLatch,
+        frame_id: usize,
+        seen: u64,
+        want: Want,
+        waker: &Waker,
+    ) -> bool {
+        let settled = |state: u64| version(state) != version(seen) || !want.blocked_by(state);
+        let slot = self.slot(frame_id);
+        let mut tasks = lock(&slot.mutex);
+        loop {
+            let state = latch.load();
+            if settled(state) {
+                return true;
+            }
+            if latch.announce_waiter(state, false) {
+                break;
+            }
+        }
+        if !tasks
+            .iter()
+            .any(|(frame, known)| *frame == frame_id && known.will_wake(waker))
+        {
+            tasks.push((frame_id, waker.clone()));
+        }
+        false
     }
 
     /// Waits until `latch` no longer blocks `want`, or its version differs

@@ -1,0 +1,355 @@
+//! The io_uring engine: many page reads in flight from few threads.
+//!
+//! # Shape
+//!
+//! One ring per pool. Any thread submits: it reserves room for its reads
+//! in the completion queue (`in_flight` never exceeds the CQ's size, so
+//! the kernel never has to hold completions back), pushes one entry per
+//! read under the submission lock and enters the kernel once for the
+//! batch. One thread of the engine's, the reaper, is the only reader of
+//! the completion queue: it sleeps in `io_uring_enter` until at least one
+//! read completes, then reports every completed read to the pool (which
+//! publishes the page and wakes its waiters) and frees its reservation.
+//!
+//! # Requests
+//!
+//! Each entry's `user_data` is a `Box<FrameRead>` given to the kernel
+//! (`Box::into_raw`) and taken back by the reaper (`Box::from_raw`)
+//! exactly once, when its completion is reaped; `0` is the stop request.
+//! A read that the kernel ends with `EAGAIN` or `EINTR` is submitted again
+//! under the same box; any other error, and every success, is reported.
+//!
+//! # Fixed buffers
+//!
+//! At start the frame arena is registered as fixed buffers, in chunks of
+//! at most 1 GiB (the kernel's limit per buffer): a read into a frame is
+//! then `READ_FIXED` with the chunk's index, and the kernel does not pin
+//! and unpin the frame's page on every read. Registration pins the whole
+//! arena in memory; where the memory-lock limit refuses it, the engine
+//! logs why and reads with plain `READ` (the answer is in
+//! [`Uring::describe`]).
+//!
+//! # Stopping
+//!
+//! Dropping the engine submits the stop request and joins the reaper,
+//! which exits only once the stop request and every read submitted before
+//! it have been reaped: no read is left in flight into the frames.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::engine::{CompletionFn, FrameRead};
+use crate::page::PAGE_SIZE;
+use crate::sync::lock;
+
+/// The largest buffer the kernel registers (`SZ_1G`).
+const FIXED_CHUNK_BYTES: usize = 1 << 30;
+/// The kernel's limit on registered buffers (`IORING_MAX_REG_BUFFERS`).
+const MAX_FIXED_CHUNKS: usize = 1 << 14;
+/// `user_data` of the stop request.
+const STOP: u64 = 0;
+
+/// A running io_uring engine.
+pub(crate) struct Uring {
+    shared: Arc<Shared>,
+    reaper: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    ring: IoUring,
+    /// Held while pushing entries: the submission queue has one producer
+    /// at a time.
+    submitting: Mutex<()>,
+    /// Requests submitted and not yet reaped; at most `capacity`.
+    in_flight: AtomicUsize,
+    capacity: usize,
+    /// The registered arena, if registration succeeded.
+    fixed: Option<FixedArena>,
+    /// Why the arena is not registered, if it is not.
+    unregistered_because: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+struct FixedArena {
+    base: usize,
+    len: usize,
+}
+
+impl Uring {
+    /// Sets up a ring of `queue_depth` submission entries (the completion
+    /// queue is twice that), registers `arena`, and starts the reaper.
+    pub(crate) fn start(
+        arena: Option<(*mut u8, usize)>,
+        queue_depth: u32,
+        complete: CompletionFn,
+    ) -> io::Result<Uring> {
+        let ring = IoUring::builder()
+            .setup_cqsize(queue_depth.saturating_mul(2).max(2))
+            .build(queue_depth.max(1))?;
+        let capacity = ring.params().cq_entries() as usize;
+        let (fixed, unregistered_because) = match arena {
+            Some((base, len)) => match register(&ring, base, len) {
+                Ok(fixed) => (Some(fixed), None),
+                Err(error) => {
+                    log::info!(
+                        "pagepool: the frame arena is not registered with io_uring ({error}); plain reads"
+                    );
+                    (None, Some(error.to_string()))
+                }
+            },
+            None => (None, Some("no arena".into())),
+        };
+        let shared = Arc::new(Shared {
+            ring,
+            submitting: Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
+            capacity,
+            fixed,
+            unregistered_because,
+        });
+        let reap = Arc::clone(&shared);
+        let reaper = std::thread::Builder::new()
+            .name("pagepool-uring".into())
+            .spawn(move || reap.reap(&complete))?;
+        Ok(Uring {
+            shared,
+            reaper: Some(reaper),
+        })
+    }
+
+    /// Queue depth and whether the arena is registered, for logs.
+    pub(crate) fn describe(&self) -> String {
+        match &self.shared.unregistered_because {
+            None => format!("{} in flight, fixed buffers", self.shared.capacity),
+            Some(why) => format!(
+                "{} in flight, no fixed buffers: {why}",
+                self.shared.capacity
+            ),
+        }
+    }
+
+    /// Whether the arena is registered as fixed buffers.
+    pub(crate) fn fixed_buffers(&self) -> bool {
+        self.shared.fixed.is_some()
+    }
+
+    /// Submits `reads`, in batches as room in the completion queue allows.
+    pub(crate) fn submit(&self, reads: &[FrameRead]) {
+        let mut rest = reads;
+        while !rest.is_empty() {
+            let granted = self.shared.reserve(rest.len());
+            let (now, later) = rest.split_at(granted);
+            let entries = now.iter().map(|read| {
+                let entry = self.shared.entry(read);
+                entry.user_data(Box::into_raw(Box::new(*read)) as u64)
+            });
+            self.shared.push_and_enter(entries);
+            rest = later;
+        }
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        self.shared.reserve(1);
+        let stop = opcode::Nop::new().build().user_data(STOP);
+        self.shared.push_and_enter(std::iter::once(stop));
+        if let Some(reaper) = self.reaper.take() {
+            if reaper.join().is_err() {
+                log::error!("pagepool: the io_uring reaper panicked");
+            }
+        }
+    }
+}
+
+/// Registers `[base, base + len)` as fixed buffers of at most
+/// [`FIXED_CHUNK_BYTES`] each.
+fn register(ring: &IoUring, base: *mut u8, len: usize) -> io::Result<FixedArena> {
+    if len.div_ceil(FIXED_CHUNK_BYTES) > MAX_FIXED_CHUNKS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the arena is larger than the kernel registers",
+        ));
+    }
+    let iovecs: Vec<libc::iovec> = (0..len)
+        .step_by(FIXED_CHUNK_BYTES)
+        .map(|start| libc::iovec {
+            iov_base: base.wrapping_add(start).cast(),
+            iov_len: FIXED_CHUNK_BYTES.min(len - start),
+        })
+        .collect();
+    // SAFETY: every iovec lies inside the arena, which the pool keeps
+    // mapped for as long as this engine lives (the engine's completion
+    // function holds the pool's core, and the reaper is joined before it
+    // is dropped); the kernel only pins the memory and reads or writes it
+    // as the reads submitted here ask.
+    unsafe { ring.submitter().register_buffers(&iovecs)? };
+    Ok(FixedArena {
+        base: base as usize,
+        len,
+    })
+}
+
+impl Shared {
+    /// Reserves room for up to `want` requests (at least one), waiting for
+    /// the reaper while the completion queue is full. Every reserved
+    /// request completes, so the wait ends.
+    fn reserve(&self, want: usize) -> usize {
+        let mut backoff = 0u32;
+        loop {
+            let in_flight = self.in_flight.load(Ordering::Relaxed);
+            let room = self.capacity.saturating_sub(in_flight);
+            if room > 0 {
+                let granted = room.min(want);
+                if self
+                    .in_flight
+                    .compare_exchange(
+                        in_flight,
+                        in_flight + granted,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return granted;
+                }
+                continue;
+            }
+            backoff = (backoff + 1).min(10);
+            if backoff < 10 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// The entry that reads `read` (fixed if the frame is registered).
+    fn entry(&self, read: &FrameRead) -> squeue::Entry {
+        let fd = types::Fd(read.fd);
+        let address = read.buf as usize;
+        match self.fixed {
+            Some(fixed)
+                if address >= fixed.base && address + PAGE_SIZE <= fixed.base + fixed.len =>
+            {
+                let index = (address - fixed.base) / FIXED_CHUNK_BYTES;
+                opcode::ReadFixed::new(fd, read.buf, PAGE_SIZE as u32, index as u16)
+                    .offset(read.offset)
+                    .build()
+            }
+            _ => opcode::Read::new(fd, read.buf, PAGE_SIZE as u32)
+                .offset(read.offset)
+                .build(),
+        }
+    }
+
+    /// Pushes `entries` (room reserved) and enters the kernel to submit
+    /// them, entering early whenever the submission queue is full.
+    fn push_and_enter(&self, entries: impl Iterator<Item = squeue::Entry>) {
+        let _submitting = lock(&self.submitting);
+        // SAFETY: `submitting` is held, so this is the only submission
+        // queue handle alive (the reaper never takes one).
+        let mut queue = unsafe { self.ring.submission_shared() };
+        for entry in entries {
+            loop {
+                // SAFETY: the entry's buffer is a claimed frame (or none,
+                // for the stop request), which stays mapped and untouched
+                // by anyone else until the reaper reports the read (see
+                // `register` for the arena's lifetime); its user data is
+                // a box the reaper takes back exactly once.
+                if unsafe { queue.push(&entry) }.is_ok() {
+                    break;
+                }
+                queue.sync();
+                self.enter_submit();
+                queue.sync();
+            }
+        }
+        queue.sync();
+        drop(queue);
+        self.enter_submit();
+    }
+
+    /// Submits what is queued; retries what the kernel says to retry.
+    fn enter_submit(&self) {
+        loop {
+            match self.ring.submitter().submit() {
+                Ok(_) => return,
+                Err(error)
+                    if matches!(
+                        error.raw_os_error(),
+                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                    ) =>
+                {
+                    std::thread::yield_now()
+                }
+                Err(error) => {
+                    // The entries stay queued; the next enter (the
+                    // reaper's wait submits too) takes them.
+                    log::error!("pagepool: io_uring submit failed: {error}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The reaper: reports completions until stopped with none in flight.
+    fn reap(&self, complete: &CompletionFn) {
+        let mut stopping = false;
+        let mut done: Vec<(u64, i32)> = Vec::with_capacity(self.capacity);
+        loop {
+            // SAFETY: the reaper is the only thread that takes the
+            // completion queue.
+            done.extend(
+                unsafe { self.ring.completion_shared() }.map(|cqe| (cqe.user_data(), cqe.result())),
+            );
+            let mut reaped = 0;
+            for (user_data, result) in done.drain(..) {
+                if user_data == STOP {
+                    stopping = true;
+                    reaped += 1;
+                } else if self.report(user_data, result, complete) {
+                    reaped += 1;
+                }
+            }
+            let left = self.in_flight.fetch_sub(reaped, Ordering::AcqRel) - reaped;
+            if stopping && left == 0 {
+                return;
+            }
+            if let Err(error) = self.ring.submitter().submit_and_wait(1) {
+                if error.raw_os_error() != Some(libc::EINTR) {
+                    log::error!("pagepool: io_uring wait failed: {error}");
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    /// Reports one completed read, or submits it again (`EAGAIN`, `EINTR`;
+    /// then it is still in flight and this returns false).
+    fn report(&self, user_data: u64, result: i32, complete: &CompletionFn) -> bool {
+        let raw = user_data as *mut FrameRead;
+        if result == -libc::EAGAIN || result == -libc::EINTR {
+            // SAFETY: `raw` came from `Box::into_raw` in `submit` and has
+            // not been taken back: it is read here, not freed, and given
+            // to the kernel again under the same user data.
+            let read = unsafe { *raw };
+            let entry = self.entry(&read).user_data(user_data);
+            self.push_and_enter(std::iter::once(entry));
+            return false;
+        }
+        // SAFETY: as above; this completion is the box's last use.
+        let read = unsafe { Box::from_raw(raw) };
+        let outcome = if result < 0 {
+            Err(io::Error::from_raw_os_error(-result))
+        } else {
+            Ok(result as usize)
+        };
+        complete(read.frame_id, Some(outcome));
+        true
+    }
+}
