@@ -8,7 +8,7 @@ use std::path::Path;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pagepool::{
@@ -207,7 +207,8 @@ fn a_hit_completes_without_suspending() {
     let (page_id, mut page) = pool.allocate(file).unwrap();
     page.store_u64(0, 9).unwrap();
     drop(page);
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = common::noop_waker();
+    let mut cx = Context::from_waker(&waker);
     let read = pin!(pool.read_async(page_id));
     match read.poll(&mut cx) {
         Poll::Ready(page) => assert_eq!(page.unwrap().view().load_u64(0).unwrap(), 9),

@@ -26,7 +26,7 @@ use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::Context;
 
 use pagepool::{
     BufferPool, Error, IoEngine, MemoryStorage, PageId, PoolConfig, Storage, PAGE_DATA_SIZE,
@@ -154,7 +154,8 @@ fn scenario() {
         shuttle::thread::spawn(move || {
             // A read started and abandoned: polled once, then dropped.
             {
-                let mut cx = Context::from_waker(Waker::noop());
+                let waker = common::noop_waker();
+                let mut cx = Context::from_waker(&waker);
                 let abandoned = pin!(pool.read_async(page(3)));
                 let _ = abandoned.poll(&mut cx);
             }

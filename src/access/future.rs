@@ -174,36 +174,31 @@ impl Access {
         let pool = &*self.pool;
         let frame_id = started.frame_id;
         let latch = &pool.frames.meta(frame_id).latch;
-        {
-            match pool.read_intents.collect(frame_id, started.claim_version) {
-                Collected::Latched => {
-                    self.started = None;
-                    return Poll::Ready(Ok(frame_id));
+        match pool.read_intents.collect(frame_id, started.claim_version) {
+            Collected::Latched => {
+                self.started = None;
+                Poll::Ready(Ok(frame_id))
+            }
+            Collected::Failed => {
+                self.started = None;
+                match pool.load_failures.take(frame_id, started.claim_version) {
+                    Some(error) => Poll::Ready(Err(error)),
+                    // Its error was dropped (too many kept): look again.
+                    None => self.poll(cx),
                 }
-                Collected::Failed => {
-                    self.started = None;
-                    let error = pool.load_failures.take(frame_id, started.claim_version);
-                    return match error {
-                        Some(error) => Poll::Ready(Err(error)),
-                        // Its error was dropped (too many kept): look again.
-                        None => self.poll(cx),
-                    };
+            }
+            Collected::InFlight => {
+                let seen = latch.load();
+                let waker = cx.waker();
+                if !pool
+                    .queues
+                    .register_waker(latch, frame_id, seen, Want::Optimistic, waker)
+                {
+                    return Poll::Pending;
                 }
-                Collected::InFlight => {
-                    let seen = latch.load();
-                    if !pool.queues.register_waker(
-                        latch,
-                        frame_id,
-                        seen,
-                        Want::Optimistic,
-                        cx.waker(),
-                    ) {
-                        return Poll::Pending;
-                    }
-                    // Settled: the read is ending; its hand-over follows
-                    // at once. Let it run, and look again.
-                    return yield_task(cx);
-                }
+                // Settled: the read is ending; its hand-over follows at
+                // once. Let it run, and look again.
+                yield_task(cx)
             }
         }
     }

@@ -142,3 +142,13 @@ pub fn shuttle_seed() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
 }
+
+/// A waker that does nothing (`Waker::noop` is newer than the crate's
+/// minimum Rust version).
+pub fn noop_waker() -> std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    std::task::Waker::from(Arc::new(Noop))
+}
