@@ -60,6 +60,7 @@
 //! | `clock_visit`         | no EXCL, no FREE, count 0, no MARK           | MARK set                                     | Relaxed |
 //! | `clock_visit`         | no EXCL, no FREE, count 0, MARK              | EXCL (victim), no fence                      | Acquire |
 //! | `clear_mark`          | MARK                                         | MARK cleared                                 | Relaxed |
+//! | `set_mark`            | count ≥ 1 (caller holds shared)              | MARK set (a scan's page goes first)          | Relaxed |
 //! | `evict`               | EXCL                                         | FREE, version + 1, DIRTY, WAITERS and PENDING cleared | Release |
 //! | `claim`               | FREE, unreachable, page id already recorded  | EXCL, MARK (flags cleared), no fence         | Release |
 //!
@@ -232,6 +233,14 @@ impl PageLatch {
         if seen_state & MARK != 0 {
             self.state.fetch_and(!MARK, Ordering::Relaxed);
         }
+    }
+
+    /// Sets the clock mark, so that the hand's next visit evicts the frame
+    /// unless someone reads it first: a page a scan has read. The caller
+    /// holds the latch shared (the frame holds its page throughout).
+    pub(crate) fn set_mark(&self) {
+        debug_assert!(shared_count(self.load()) > 0);
+        self.state.fetch_or(MARK, Ordering::Relaxed);
     }
 
     /// Takes a shared latch.

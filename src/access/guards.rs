@@ -143,6 +143,13 @@ impl<'pool> PageRef<'pool> {
         self.page_id
     }
 
+    /// Sets the frame's clock mark: the hand's next visit evicts the page
+    /// unless another access clears the mark first (a scan's pages go
+    /// before the hot set's).
+    pub(crate) fn mark_for_eviction(&self) {
+        self.pool.frames().meta(self.frame_id).latch.set_mark();
+    }
+
     /// The page's LSN.
     pub fn lsn(&self) -> u64 {
         load_lsn(self.pool.frames().words(self.frame_id))

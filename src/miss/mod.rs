@@ -50,6 +50,7 @@ use crate::undo::Undo;
 mod batch;
 mod clock;
 mod finish;
+mod scan;
 
 pub(crate) use batch::{Begun, Started, Submission};
 pub(crate) use finish::{Collected, LoadFailures, ReadIntents};

@@ -1,0 +1,91 @@
+//! Sequential scans: read-ahead, and pages that do not push the hot set
+//! out.
+//!
+//! [`BufferPool::scan`] reads a range of pages in order and keeps up to
+//! `window` reads in flight ahead of its cursor (started as `prefetch`
+//! starts them, so the device works on the next pages while the caller
+//! works on this one). Each page it hands over has its clock mark set
+//! first: the hand's next visit evicts it, unless another access of the
+//! page clears the mark before (see [`crate::latch`], `MARK`). A scan of a
+//! file many times the pool therefore recycles its own frames, and the
+//! pages the rest of the workload keeps touching stay.
+
+use std::ops::{ControlFlow, Range};
+
+use super::batch::{Begun, Submission};
+use crate::access::PageRef;
+use crate::error::{Error, Result};
+use crate::page::{FileId, PageId};
+use crate::pool::BufferPool;
+
+impl BufferPool {
+    /// Reads pages `pages` of `file_id` in order under shared latches,
+    /// calling `each(page_id, page)` for each until it returns
+    /// `ControlFlow::Break`, with up to `window` reads in flight ahead of
+    /// the page being handed over (clamped to between 1 and a quarter of
+    /// the pool's frames). A page that cannot be read comes as its error
+    /// (and the scan goes on if `each` continues).
+    ///
+    /// The scan's pages go first when frames are needed (see the module
+    /// docs of `miss/scan.rs`): scanning a file larger than the pool does
+    /// not evict the pages other accesses keep using.
+    ///
+    /// A range past the file's end is [`Error::PageOutOfRange`], before
+    /// anything is read.
+    ///
+    /// ```
+    /// # use pagepool::*;
+    /// # use std::ops::ControlFlow;
+    /// # fn demo(pool: &BufferPool, file: FileId) -> Result<u64> {
+    /// let mut sum = 0u64;
+    /// pool.scan(file, 0..pool.page_count(file)?, 64, |_, page| {
+    ///     sum += page.map_or(0, |page| u64::from(page[0]));
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// # Ok(sum) }
+    /// ```
+    pub fn scan<'pool>(
+        &'pool self,
+        file_id: FileId,
+        pages: Range<u64>,
+        window: usize,
+        mut each: impl FnMut(PageId, Result<PageRef<'pool>>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let page_count = self.page_count(file_id)?;
+        if pages.end > page_count {
+            return Err(Error::PageOutOfRange {
+                page_id: PageId::new(file_id, pages.end - 1),
+                page_count,
+            });
+        }
+        let window = window.clamp(1, (self.frame_count() / 4).max(1)) as u64;
+        let slot = self.thread_slot();
+        let mut ahead = pages.start;
+        for page_no in pages.clone() {
+            {
+                let mut submission = Submission::new(self);
+                while ahead < pages.end && ahead <= page_no + window {
+                    let page_id = PageId::new(file_id, ahead);
+                    if self.lookup(page_id, &slot, false).is_none() {
+                        let begun = self.start_load(page_id, &slot, &mut submission, false, false);
+                        // No frame without waiting: the cursor's own read
+                        // waits for one. An error: the page's read reports it.
+                        if matches!(begun, Ok(Begun::NoFrame)) {
+                            break;
+                        }
+                    }
+                    ahead += 1;
+                }
+            }
+            let page_id = PageId::new(file_id, page_no);
+            let page = self.read_with(page_id, &slot);
+            if let Ok(page) = &page {
+                page.mark_for_eviction();
+            }
+            if each(page_id, page).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
