@@ -491,3 +491,59 @@ fn bench_runs_the_btree_workloads() {
     assert!(dir.join(tree_file).is_file());
     assert!(dir.join("data/redb-20000.redb").is_file());
 }
+
+#[test]
+fn bench_runs_batched_async_and_scan_rows_on_both_engines() {
+    let dir = scratch("bench_engines");
+    let report = run_bench(
+        &dir,
+        &[
+            "--workload",
+            "uniform-miss,scan-miss",
+            "--impl",
+            "pagepool,pagepool-batch,pagepool-async,pread",
+            "--engine",
+            "sync,uring",
+            "--threads",
+            "2",
+            "--batch",
+            "8",
+            "--tasks",
+            "16",
+        ],
+    );
+    let results = report["results"].as_array().unwrap();
+    let names: Vec<String> = results
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["impl"].as_str().unwrap(),
+                r["workload"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // Three pagepool rows on two engines for uniform-miss, two for
+    // scan-miss (no async scans), and pread once each.
+    assert_eq!(results.len(), 3 * 2 + 2 * 2 + 2, "{names:?}");
+    for row in results {
+        assert!(row["ops_per_sec"].as_f64().unwrap() > 0.0, "{row:#}");
+        let name = row["impl"].as_str().unwrap();
+        let engine = row["engine"].as_str().unwrap();
+        let depth = row["queue_depth"].as_u64().unwrap();
+        if name == "pagepool-batch[uring]" {
+            assert!(engine.starts_with("uring"), "{row:#}");
+            assert_eq!(depth, 8, "{row:#}");
+        }
+        if name == "pagepool-async[uring]" {
+            assert!(engine.starts_with("uring"), "{row:#}");
+            assert_eq!(depth, 8, "16 tasks on 2 threads: {row:#}");
+        }
+        if name.ends_with("[sync]") || name == "pread" {
+            assert_eq!((engine, depth), ("sync", 1), "{row:#}");
+        }
+        if row["workload"] == "uniform-miss" && name.starts_with("pagepool") {
+            assert!(row["cpu_us_per_read"].as_f64().unwrap() > 0.0, "{row:#}");
+        }
+    }
+}

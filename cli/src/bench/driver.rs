@@ -137,6 +137,11 @@ pub struct Driver<'a> {
     seq: u64,
     /// Whether reads may find written values (`mixed`).
     writes: bool,
+    /// The next page of a sequential workload (`scan-miss`): thread `i`
+    /// starts at `1/8 + i/4` of the file, past the pages the warm-up loads
+    /// (the first eighth, a pool's worth) and a quarter (two pools) from
+    /// the next thread, so that threads do not read each other's pages.
+    cursor: u64,
     /// Every write, in order (`mixed`).
     pub(super) log: WriteLog,
 }
@@ -161,6 +166,7 @@ impl<'a> Driver<'a> {
             seq: 0,
             writes: false,
             log: WriteLog::default(),
+            cursor: sampler.pages() / 8,
         })
     }
 
@@ -169,6 +175,8 @@ impl<'a> Driver<'a> {
     pub(super) fn writer(mut self, index: usize, count: usize, writes: bool) -> Self {
         self.lane = Lane::new(index, count);
         self.thread = index as u64;
+        let pages = self.sampler.pages();
+        self.cursor = (pages / 8 + index as u64 * (pages / 4)) % pages;
         self.writes = writes;
         self
     }
@@ -248,6 +256,28 @@ impl<'a> Driver<'a> {
         })
     }
 
+    /// Runs `chunk` between the gate and the stop flag, adding the number
+    /// of operations each call returns, for implementations whose
+    /// operations are not one `Op` each (batches, tasks, scans): `chunk`
+    /// draws its pages with the sampler and generator it is given (or
+    /// takes them in order from the cursor), checks every value itself,
+    /// and returns how many it read. Nothing is timed (no latency rows).
+    pub fn run_chunks<C>(&mut self, mut chunk: C) -> Result<()>
+    where
+        C: FnMut(&Sampler, &mut Rng, &mut u64) -> Result<u64>,
+    {
+        let Mode::Timed { gate } = self.mode else {
+            bail!("run_chunks runs only in the timed part of a run");
+        };
+        let sampler = self.sampler;
+        self.between_gate_and_stop(gate, |driver| {
+            while !gate.stopped() {
+                driver.ops += chunk(sampler, &mut driver.rng, &mut driver.cursor)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Waits at the gate, runs `body`, and records how long it ran.
     fn between_gate_and_stop(
         &mut self,
@@ -279,6 +309,12 @@ impl<'a> Driver<'a> {
             (Shape::UniformPoint, true) => self.summed_loop(gate, op, UniformPoint(sampler)),
             (Shape::UniformScan, true) => self.summed_loop(gate, op, UniformScan(sampler)),
             (Shape::ZipfPoint, true) => self.summed_loop(gate, op, AnyPoint(sampler)),
+            (Shape::Sequential, _) => self.sampled_loop(
+                gate,
+                op,
+                |driver, op| driver.sequential_batch(op, false),
+                |driver, op| driver.sequential_batch(op, true),
+            ),
             _ => self.sampled_loop(
                 gate,
                 op,
@@ -405,6 +441,28 @@ impl<'a> Driver<'a> {
             let nanos = before.elapsed().as_nanos() as u64;
             check(next, value, false)?;
             self.record(nanos);
+        }
+        self.ops += BATCH;
+        Ok(())
+    }
+
+    /// [`BATCH`] whole pages in order from the cursor, each checked (and,
+    /// if `timed`, timed) alone.
+    #[inline(never)]
+    fn sequential_batch<F>(&mut self, op: &mut F, timed: bool) -> Result<()>
+    where
+        F: FnMut(Op) -> Result<u64>,
+    {
+        let pages = self.sampler.pages();
+        for _ in 0..BATCH {
+            let next = Op::Scan { page: self.cursor };
+            self.cursor = (self.cursor + 1) % pages;
+            let before = timed.then(Instant::now);
+            let value = op(next)?;
+            if let Some(before) = before {
+                self.record(before.elapsed().as_nanos() as u64);
+            }
+            check(next, value, false)?;
         }
         self.ops += BATCH;
         Ok(())

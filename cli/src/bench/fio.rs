@@ -27,6 +27,8 @@ pub enum Engine {
     Psync,
     /// io_uring at queue depth 32 per job.
     Uring,
+    /// Sequential reads, io_uring at queue depth 32 per job (`scan-miss`).
+    Seq,
 }
 
 impl Engine {
@@ -35,13 +37,31 @@ impl Engine {
         match self {
             Engine::Psync => "fio-psync",
             Engine::Uring => "fio-uring",
+            Engine::Seq => "fio-seq",
+        }
+    }
+
+    /// The workload whose rows it sits beside.
+    pub fn workload(self) -> &'static str {
+        match self {
+            Engine::Psync | Engine::Uring => "uniform-miss",
+            Engine::Seq => "scan-miss",
+        }
+    }
+
+    /// fio's `ioengine` and `iodepth`, for the row.
+    fn engine_and_depth(self) -> (&'static str, usize) {
+        match self {
+            Engine::Psync => ("fio psync", 1),
+            Engine::Uring | Engine::Seq => ("fio io_uring", 32),
         }
     }
 
     fn args(self) -> &'static [&'static str] {
         match self {
-            Engine::Psync => &["--ioengine=psync", "--iodepth=1"],
-            Engine::Uring => &["--ioengine=io_uring", "--iodepth=32"],
+            Engine::Psync => &["--ioengine=psync", "--iodepth=1", "--rw=randread"],
+            Engine::Uring => &["--ioengine=io_uring", "--iodepth=32", "--rw=randread"],
+            Engine::Seq => &["--ioengine=io_uring", "--iodepth=32", "--rw=read"],
         }
     }
 }
@@ -70,7 +90,6 @@ pub fn run(
         .arg(format!("--filename={}", path.display()))
         .args([
             "--readonly",
-            "--rw=randread",
             "--bs=4096",
             "--direct=1",
             "--thread",
@@ -120,7 +139,7 @@ fn parse(report: &Value, engine: Engine, threads: usize, cpu: Duration) -> Resul
         * runtime_s;
     Ok(RunResult {
         imp: engine.name().to_string(),
-        workload: "uniform-miss".to_string(),
+        workload: engine.workload().to_string(),
         threads,
         ops_per_sec: iops,
         cpu_seconds,
@@ -137,6 +156,8 @@ fn parse(report: &Value, engine: Engine, threads: usize, cpu: Duration) -> Resul
             cpu_seconds * 1e9 / ios as f64
         },
         cpu_us_per_read: (ios > 0).then(|| cpu_seconds * 1e6 / ios as f64),
+        engine: Some(engine.engine_and_depth().0.to_string()),
+        queue_depth: Some(engine.engine_and_depth().1),
         note: Some(format!(
             "fio {} numjobs={threads}; cpu from getrusage(RUSAGE_CHILDREN), fio's own usr+sys: {fio_cpu:.2} s",
             engine.args().join(" ")

@@ -91,6 +91,21 @@ pub struct BenchArgs {
     #[arg(long)]
     pub fio: bool,
 
+    /// pagepool's I/O engines to run the pagepool rows on, side by side
+    /// (comma-separated: auto, sync, worker, uring). With more than one,
+    /// each pagepool row's name says its engine, as `pagepool-batch[uring]`.
+    #[arg(long = "engine", value_delimiter = ',', default_values_t = [EngineArg::Auto])]
+    pub engines: Vec<EngineArg>,
+
+    /// Pages per `read_many` batch, and read-ahead window of a scan
+    /// (pagepool-batch).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+
+    /// Async tasks in all, spread over the threads (pagepool-async).
+    #[arg(long, default_value_t = 64)]
+    pub tasks: usize,
+
     /// Tuples the B+-tree workloads load (keys 0..N, 120-byte values).
     #[arg(long, default_value_t = 1_000_000)]
     pub tuples: u64,
@@ -102,8 +117,56 @@ pub struct BenchArgs {
     pub repeat: usize,
 }
 
+/// A `--engine` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// What the pool chooses (io_uring where the kernel allows it).
+    Auto,
+    /// Reads on the calling thread.
+    Sync,
+    /// Reads on the pool's worker thread.
+    Worker,
+    /// io_uring.
+    Uring,
+}
+
+impl EngineArg {
+    fn engine(self) -> pagepool::IoEngine {
+        match self {
+            EngineArg::Auto => pagepool::IoEngine::Auto,
+            EngineArg::Sync => pagepool::IoEngine::Sync,
+            EngineArg::Worker => pagepool::IoEngine::Worker,
+            EngineArg::Uring => pagepool::IoEngine::Uring,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EngineArg::Auto => "auto",
+            EngineArg::Sync => "sync",
+            EngineArg::Worker => "worker",
+            EngineArg::Uring => "uring",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl BenchArgs {
     fn validate(&self) -> Result<()> {
+        if self.engines.is_empty() {
+            bail!("--engine needs at least one value");
+        }
+        if self.batch == 0 || self.batch > 4096 {
+            bail!("--batch {}: expected 1 to 4096", self.batch);
+        }
+        if self.tasks == 0 || self.tasks > 1 << 20 {
+            bail!("--tasks {}: expected 1 to 2^20", self.tasks);
+        }
         if self.workloads.is_empty() || self.impls.is_empty() || self.threads.is_empty() {
             bail!("--workload, --impl and --threads each need at least one value");
         }
@@ -273,7 +336,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let total_runs: usize = args
         .workloads
         .iter()
-        .map(|&w| impls.iter().filter(|i| i.supports(w)).count() * args.threads.len())
+        .map(|&w| {
+            variants(&impls, &args.engines)
+                .filter(|(i, _)| i.supports(w))
+                .count()
+                * args.threads.len()
+        })
         .sum::<usize>()
         * args.repeat;
     let mut done = 0;
@@ -314,10 +382,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         let pages = workload.pages(frames, file_pages);
         for &threads in &args.threads {
-            for &imp in &impls {
+            for (imp, engine) in variants(&impls, &args.engines) {
+                let name = row_name(imp, engine, &args.engines);
                 if !imp.supports(workload) {
                     if threads == args.threads[0] {
-                        eprintln!("skipping {} {}: not supported", imp.name(), workload.name());
+                        eprintln!("skipping {name} {}: not supported", workload.name());
                     }
                     continue;
                 }
@@ -327,8 +396,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     path.clone()
                 };
                 let what = format!(
-                    "{} {} with {threads} thread{}",
-                    imp.name(),
+                    "{name} {} with {threads} thread{}",
                     workload.name(),
                     if threads == 1 { "" } else { "s" }
                 );
@@ -350,6 +418,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             file_pages: pages,
                             pool_frames,
                             writes: workload.writes(),
+                            engine: engine.engine(),
+                            batch: args.batch,
+                            tasks: args.tasks,
+                            threads,
                         },
                         pages,
                         timer_overhead_ns,
@@ -357,14 +429,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     };
                     eprintln!("running {label} ...");
                     let outcome = runner::run(&spec).context(&what)?;
-                    let result = to_result(imp, workload, threads, &outcome);
+                    let mut result = to_result(imp, workload, threads, &outcome);
+                    result.imp = name.clone();
                     eprintln!("{}", run_note(&outcome, &result));
                     best.add(result);
                 }
                 results.extend(best.finish());
             }
-            if args.fio && workload == Workload::UniformMiss {
-                results.extend(run_fio(&path, pages, threads, args, duration)?);
+            if args.fio && matches!(workload, Workload::UniformMiss | Workload::ScanMiss) {
+                results.extend(run_fio(&path, pages, threads, args, duration, workload)?);
             }
         }
     }
@@ -375,16 +448,27 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .iter()
             .position(|w| w.name() == r.workload)
             .unwrap_or(usize::MAX);
+        let base = r.imp.split('[').next().unwrap_or(&r.imp);
         let i = args
             .impls
             .iter()
-            .position(|i| i.name() == r.imp)
+            .position(|i| i.name() == base)
             .unwrap_or(args.impls.len() + usize::from(r.imp == "fio-uring"));
-        (w, i, r.threads)
+        let e = args
+            .engines
+            .iter()
+            .position(|e| r.imp.ends_with(&format!("[{e}]")))
+            .unwrap_or(0);
+        (w, i, e, r.threads)
     };
     results.sort_by_key(rank);
-    if args.fio && !args.workloads.contains(&Workload::UniformMiss) {
-        eprintln!("note: --fio runs next to uniform-miss only, which was not asked for");
+    if args.fio
+        && !args
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::UniformMiss | Workload::ScanMiss))
+    {
+        eprintln!("note: --fio runs next to uniform-miss and scan-miss only, neither asked for");
     }
 
     println!();
@@ -417,6 +501,32 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("wrote {}", plot_path.display());
     }
     Ok(())
+}
+
+/// Each implementation with each engine it runs on: pagepool's with every
+/// `--engine`, the others once.
+fn variants<'a>(
+    impls: &'a [ImplKind],
+    engines: &'a [EngineArg],
+) -> impl Iterator<Item = (ImplKind, EngineArg)> + 'a {
+    impls.iter().flat_map(move |&imp| {
+        let engines: &[EngineArg] = if imp.is_pool() {
+            engines
+        } else {
+            &[EngineArg::Auto]
+        };
+        engines.iter().map(move |&engine| (imp, engine))
+    })
+}
+
+/// A row's implementation name: with its engine when pagepool's rows run
+/// on several.
+fn row_name(imp: ImplKind, engine: EngineArg, engines: &[EngineArg]) -> String {
+    if imp.is_pool() && engines.len() > 1 {
+        format!("{}[{engine}]", imp.name())
+    } else {
+        imp.name().to_string()
+    }
 }
 
 /// The fastest of the repeated runs of one cell (a busy neighbour only
@@ -497,6 +607,8 @@ fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) 
         checked_words: o.checked_words,
         ops_per_sec_runs: None,
         pages_per_op: None,
+        engine: Some(o.engine.0.clone()),
+        queue_depth: Some(o.engine.1),
         note: o.memory_cap.map(|(limit, peak)| {
             let mib = |bytes: u64| bytes >> 20;
             match peak {
@@ -559,6 +671,7 @@ fn run_fio(
     threads: usize,
     args: &BenchArgs,
     duration: Duration,
+    workload: Workload,
 ) -> Result<Vec<RunResult>> {
     let Some(version) = fio::version() else {
         if threads == args.threads[0] {
@@ -567,7 +680,12 @@ fn run_fio(
         return Ok(Vec::new());
     };
     let mut rows = Vec::new();
-    for engine in [fio::Engine::Psync, fio::Engine::Uring] {
+    let engines: &[fio::Engine] = if workload == Workload::ScanMiss {
+        &[fio::Engine::Seq]
+    } else {
+        &[fio::Engine::Psync, fio::Engine::Uring]
+    };
+    for &engine in engines {
         eprintln!(
             "running {version} {} with {threads} jobs ...",
             engine.name()

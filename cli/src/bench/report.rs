@@ -68,6 +68,14 @@ pub struct RunResult {
     /// How the row was measured, when it is not by the runner (fio).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Who read the pages: pagepool's I/O engine (`sync`, `worker`,
+    /// `uring`, `uring+fixed`), `sync` for a baseline that reads on its
+    /// own threads, fio's ioengine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The most reads one thread keeps in flight (fio: `iodepth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<usize>,
 }
 
 impl RunResult {
@@ -132,10 +140,13 @@ pub fn table(results: &[RunResult]) -> String {
     let header = [
         "impl",
         "workload",
+        "engine",
         "threads",
+        "qd",
         "ops/s",
         "cpu s",
         "cpu ns/op",
+        "cpu µs/read",
         "hit ratio",
         "pages/op",
         "io reads",
@@ -146,16 +157,19 @@ pub fn table(results: &[RunResult]) -> String {
         "cache MiB",
         "others cpu s",
     ];
-    let rows: Vec<[String; 15]> = results
+    let rows: Vec<[String; 18]> = results
         .iter()
         .map(|r| {
             [
                 r.imp.clone(),
                 r.workload.clone(),
+                or_dash(r.engine.clone()),
                 r.threads.to_string(),
+                or_dash(r.queue_depth),
                 thousands(r.ops_per_sec),
                 format!("{:.2}", r.cpu_seconds),
                 thousands(r.cpu_ns_per_op),
+                or_dash(r.cpu_us_per_read.map(|c| format!("{c:.1}"))),
                 or_dash(r.hit_ratio.map(|h| format!("{h:.4}"))),
                 or_dash(r.pages_per_op.map(|p| format!("{p:.2}"))),
                 or_dash(r.io_reads),
@@ -169,7 +183,7 @@ pub fn table(results: &[RunResult]) -> String {
         })
         .collect();
     let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
-    align(&header.map(String::from), &rows, 2)
+    align(&header.map(String::from), &rows, 3)
 }
 
 /// Aligns `rows` under `header`: the first `names` columns left-aligned,

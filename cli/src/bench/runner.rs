@@ -97,6 +97,9 @@ pub struct RunOutcome {
     /// For a capped run: the memory cgroup's limit and the most it held
     /// (bytes).
     pub memory_cap: Option<(u64, Option<u64>)>,
+    /// The engine that read the pages, and the most reads one thread kept
+    /// in flight ([`Instance::engine`]).
+    pub engine: (String, usize),
 }
 
 /// Marks the gate failed if its thread unwinds, so nobody waits for it.
@@ -337,6 +340,7 @@ fn measure(
         cache_bytes,
         checked_words: None,
         memory_cap: None,
+        engine: instance.engine(),
     };
     let logs = drivers.into_iter().map(|driver| driver.log).collect();
     Ok((outcome, logs))

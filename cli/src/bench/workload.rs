@@ -25,6 +25,10 @@ pub enum Workload {
     Zipf,
     /// Uniform over a file 8× the pool; one u64 per operation.
     UniformMiss,
+    /// Sequential whole pages of a file 8× the pool (each thread its own
+    /// cursor, starting past the pages the warm-up loaded); the sum of the
+    /// page per operation.
+    ScanMiss,
     /// Zipf (θ = 0.99) over a file 2× the pool: 90 % reads of one u64,
     /// 10 % writes of one u64 (dirty pages are evicted and written back);
     /// every written value is read back and checked after the run.
@@ -48,6 +52,7 @@ impl Workload {
             Workload::HotScan => "hot-scan",
             Workload::Zipf => "zipf",
             Workload::UniformMiss => "uniform-miss",
+            Workload::ScanMiss => "scan-miss",
             Workload::Mixed => "mixed",
             Workload::BtreeLookup => "btree-lookup",
             Workload::BtreeInsert => "btree-insert",
@@ -90,7 +95,7 @@ impl Workload {
             | Workload::BtreeScan
             | Workload::BtreeMixed => 0,
             Workload::Zipf => file_pages.unwrap_or(4 * pool_frames),
-            Workload::UniformMiss => file_pages.unwrap_or(8 * pool_frames),
+            Workload::UniformMiss | Workload::ScanMiss => file_pages.unwrap_or(8 * pool_frames),
             Workload::Mixed => file_pages.unwrap_or(2 * pool_frames),
         }
     }
@@ -291,6 +296,8 @@ pub enum Shape {
     UniformScan,
     /// One u64 of a Zipf page (zipf).
     ZipfPoint,
+    /// Whole pages in order from a per-thread cursor (scan-miss).
+    Sequential,
     /// Anything else, through [`Sampler::next`] (mixed).
     General,
 }
@@ -301,6 +308,8 @@ pub struct Sampler {
     pages: u64,
     dist: Dist,
     scan: bool,
+    /// Pages in order, not drawn (scan-miss).
+    sequential: bool,
     /// A draw below this writes (0: never).
     write_below: u64,
 }
@@ -324,6 +333,7 @@ impl Sampler {
             pages,
             dist,
             scan: workload == Workload::HotScan,
+            sequential: workload == Workload::ScanMiss,
             write_below,
         }
     }
@@ -344,6 +354,9 @@ impl Sampler {
 
     /// How this workload draws its operations.
     pub fn shape(&self) -> Shape {
+        if self.sequential {
+            return Shape::Sequential;
+        }
         match (&self.dist, self.scan, self.write_below) {
             (Dist::Uniform, false, 0) => Shape::UniformPoint,
             (Dist::Uniform, true, 0) => Shape::UniformScan,

@@ -36,6 +36,8 @@ mod dashmap_rwlock;
 mod mmap;
 mod mutex_lru;
 mod page_file;
+mod pagepool_async;
+mod pagepool_batch;
 mod pagepool_optimistic;
 mod pagepool_shared;
 mod pread;
@@ -57,6 +59,14 @@ pub enum ImplKind {
     Pagepool,
     /// pagepool, shared-latch reads (`BufferPool::read`).
     PagepoolShared,
+    /// pagepool, batches of `--batch` pages through `read_many` (misses
+    /// overlap); `scan-miss` through `BufferPool::scan` with a read-ahead
+    /// window of `--batch` (miss workloads only).
+    PagepoolBatch,
+    /// pagepool, `--tasks` async tasks (`read_async`, `optimistic_async`)
+    /// on the `--threads` threads, each a tokio runtime (point-read miss
+    /// workloads only).
+    PagepoolAsync,
     /// The pages in memory, read in place: the machine's limit (hot
     /// workloads only).
     Raw,
@@ -92,6 +102,8 @@ impl ImplKind {
         match self {
             ImplKind::Pagepool => "pagepool",
             ImplKind::PagepoolShared => "pagepool-shared",
+            ImplKind::PagepoolBatch => "pagepool-batch",
+            ImplKind::PagepoolAsync => "pagepool-async",
             ImplKind::Raw => "raw",
             ImplKind::RawLoop => "raw-loop",
             ImplKind::DashmapRwlock => "dashmap-rwlock",
@@ -114,6 +126,17 @@ impl ImplKind {
         )
     }
 
+    /// Whether this is pagepool's own pool (which runs on an I/O engine).
+    pub fn is_pool(self) -> bool {
+        matches!(
+            self,
+            ImplKind::Pagepool
+                | ImplKind::PagepoolShared
+                | ImplKind::PagepoolBatch
+                | ImplKind::PagepoolAsync
+        )
+    }
+
     /// Whether this implementation runs inside a memory cgroup capped at
     /// the pool's size.
     pub fn memory_capped(self) -> bool {
@@ -126,6 +149,13 @@ impl ImplKind {
         match self {
             _ if self.is_tree() || workload.is_tree() => self.is_tree() && workload.is_tree(),
             ImplKind::Raw | ImplKind::RawLoop => workload.is_hot(),
+            ImplKind::PagepoolBatch => {
+                matches!(
+                    workload,
+                    Workload::UniformMiss | Workload::Zipf | Workload::ScanMiss
+                )
+            }
+            ImplKind::PagepoolAsync => matches!(workload, Workload::UniformMiss | Workload::Zipf),
             _ => true,
         }
     }
@@ -135,6 +165,8 @@ impl ImplKind {
         Ok(match self {
             ImplKind::Pagepool => Box::new(pagepool_optimistic::Optimistic::open(setup)?),
             ImplKind::PagepoolShared => Box::new(pagepool_shared::Shared::open(setup)?),
+            ImplKind::PagepoolBatch => Box::new(pagepool_batch::Batched::open(setup)?),
+            ImplKind::PagepoolAsync => Box::new(pagepool_async::Tasks::open(setup)?),
             ImplKind::Raw => Box::new(raw::Raw::open(setup)?),
             ImplKind::RawLoop => Box::new(raw_loop::RawLoop::open(setup)?),
             ImplKind::DashmapRwlock => Box::new(dashmap_rwlock::DashmapRwlock::open(setup)?),
@@ -164,6 +196,15 @@ pub struct Setup<'a> {
     /// Whether the workload writes (the file is then this
     /// implementation's own copy).
     pub writes: bool,
+    /// pagepool's I/O engine.
+    pub engine: pagepool::IoEngine,
+    /// Pages per `read_many` batch, and the read-ahead window of a scan
+    /// (`pagepool-batch`).
+    pub batch: usize,
+    /// Async tasks in all (`pagepool-async`), spread over the threads.
+    pub tasks: usize,
+    /// Worker threads of the run.
+    pub threads: usize,
 }
 
 /// Per-thread counts of a baseline, published into [`SharedCounters`]
@@ -270,6 +311,29 @@ pub trait Instance: Sync {
 
     /// Releases the instance, reporting any error doing so.
     fn close(self: Box<Self>) -> Result<()>;
+
+    /// The I/O engine that read the pages (pagepool's, or what the
+    /// implementation does itself), and the most reads one thread keeps
+    /// in flight.
+    fn engine(&self) -> (String, usize) {
+        ("sync".to_string(), 1)
+    }
+}
+
+/// What pagepool's pool reports as its engine, with the reads in flight
+/// per thread the implementation allows.
+fn pool_engine(pool: &pagepool::BufferPool, in_flight: usize) -> (String, usize) {
+    let stats = pool.stats();
+    let mut name = stats.engine.name().to_string();
+    if stats.engine == pagepool::EngineKind::Uring {
+        name += if stats.fixed_buffers { "+fixed" } else { "" };
+    }
+    let in_flight = if stats.engine == pagepool::EngineKind::Sync {
+        1
+    } else {
+        in_flight
+    };
+    (name, in_flight)
 }
 
 /// Sums a page's data as little-endian u64 words (wrapping), as
@@ -324,7 +388,9 @@ fn pool_write(
 /// Opens a pagepool pool of `setup.pool_frames` frames over the data file.
 fn open_pool(setup: &Setup<'_>) -> Result<(pagepool::BufferPool, pagepool::FileId)> {
     use crate::error::Context;
-    let config = pagepool::PoolConfig::new(setup.pool_frames).io_mode(pagepool::IoMode::Direct);
+    let config = pagepool::PoolConfig::new(setup.pool_frames)
+        .io_mode(pagepool::IoMode::Direct)
+        .io_engine(setup.engine);
     let pool = pagepool::BufferPool::open(config).context("opening the pool")?;
     let file = pool
         .open_file(setup.path)
