@@ -13,11 +13,18 @@
 //!
 //! # Requests
 //!
-//! Each entry's `user_data` is a `Box<FrameRead>` given to the kernel
-//! (`Box::into_raw`) and taken back by the reaper (`Box::from_raw`)
-//! exactly once, when its completion is reaped; `0` is the stop request.
-//! A read that the kernel ends with `EAGAIN` or `EINTR` is submitted again
-//! under the same box; any other error, and every success, is reported.
+//! Reads handed over together whose pages follow each other in one file
+//! (a scan's read-ahead) go as one request: a run of up to
+//! [`MAX_RUN_PAGES`] frames read by one `READV`, one device request of
+//! many pages instead of many of one (a single page is a `READ_FIXED`).
+//! Each entry's `user_data` is a `Box<Run>` (its reads, and the iovecs the
+//! kernel reads through) given to the kernel (`Box::into_raw`) and taken
+//! back by the reaper (`Box::from_raw`) exactly once, when its completion
+//! is reaped; `0` is the stop request. A request that the kernel ends with
+//! `EAGAIN` or `EINTR` is submitted again under the same box; any other
+//! error, and every success, is reported, frame by frame: a run's bytes
+//! are its frames' in order (a frame past the bytes read was past the end
+//! of the file), its error every frame's.
 //!
 //! # Fixed buffers
 //!
@@ -52,6 +59,16 @@ const FIXED_CHUNK_BYTES: usize = 1 << 30;
 const MAX_FIXED_CHUNKS: usize = 1 << 14;
 /// `user_data` of the stop request.
 const STOP: u64 = 0;
+/// The most pages one request reads (512 KiB; devices take 128 segments and more).
+pub(crate) const MAX_RUN_PAGES: usize = 128;
+
+/// One request: frames of consecutive pages of one file.
+struct Run {
+    reads: Vec<FrameRead>,
+    /// For a run of several frames: one iovec per frame, which the kernel
+    /// reads through until the request completes (the box keeps them).
+    iovecs: Vec<libc::iovec>,
+}
 
 /// A running io_uring engine.
 pub(crate) struct Uring {
@@ -137,18 +154,19 @@ impl Uring {
         self.shared.fixed.is_some()
     }
 
-    /// Submits `reads`, in batches as room in the completion queue allows.
+    /// Submits `reads` (runs of consecutive pages as one request each),
+    /// in batches as room in the completion queue allows.
     pub(crate) fn submit(&self, reads: &[FrameRead]) {
-        let mut rest = reads;
-        while !rest.is_empty() {
-            let granted = self.shared.reserve(rest.len());
-            let (now, later) = rest.split_at(granted);
-            let entries = now.iter().map(|read| {
-                let entry = self.shared.entry(read);
-                entry.user_data(Box::into_raw(Box::new(*read)) as u64)
+        let mut runs = runs(reads);
+        while !runs.is_empty() {
+            let granted = self.shared.reserve(runs.len());
+            let later = runs.split_off(granted);
+            let entries = runs.into_iter().map(|run| {
+                let entry = self.shared.entry(&run);
+                entry.user_data(Box::into_raw(run) as u64)
             });
             self.shared.push_and_enter(entries);
-            rest = later;
+            runs = later;
         }
     }
 }
@@ -164,6 +182,41 @@ impl Drop for Uring {
             }
         }
     }
+}
+
+/// Groups `reads` into runs: consecutive reads of one descriptor whose
+/// offsets follow each other, at most [`MAX_RUN_PAGES`] each.
+fn runs(reads: &[FrameRead]) -> Vec<Box<Run>> {
+    let mut runs: Vec<Box<Run>> = Vec::new();
+    for read in reads {
+        if let Some(run) = runs.last_mut() {
+            let last = run.reads[run.reads.len() - 1];
+            if run.reads.len() < MAX_RUN_PAGES
+                && last.fd == read.fd
+                && last.offset + PAGE_SIZE as u64 == read.offset
+            {
+                run.reads.push(*read);
+                continue;
+            }
+        }
+        runs.push(Box::new(Run {
+            reads: vec![*read],
+            iovecs: Vec::new(),
+        }));
+    }
+    for run in &mut runs {
+        if run.reads.len() > 1 {
+            run.iovecs = run
+                .reads
+                .iter()
+                .map(|read| libc::iovec {
+                    iov_base: read.buf.cast(),
+                    iov_len: PAGE_SIZE,
+                })
+                .collect();
+        }
+    }
+    runs
 }
 
 /// Registers `[base, base + len)` as fixed buffers of at most
@@ -228,9 +281,16 @@ impl Shared {
         }
     }
 
-    /// The entry that reads `read` (fixed if the frame is registered).
-    fn entry(&self, read: &FrameRead) -> squeue::Entry {
+    /// The entry that reads `run`: `READV` for several frames, else one
+    /// read (fixed if the frame is registered).
+    fn entry(&self, run: &Run) -> squeue::Entry {
+        let read = &run.reads[0];
         let fd = types::Fd(read.fd);
+        if run.reads.len() > 1 {
+            return opcode::Readv::new(fd, run.iovecs.as_ptr(), run.iovecs.len() as u32)
+                .offset(read.offset)
+                .build();
+        }
         let address = read.buf as usize;
         match self.fixed {
             Some(fixed)
@@ -256,11 +316,12 @@ impl Shared {
         let mut queue = unsafe { self.ring.submission_shared() };
         for entry in entries {
             loop {
-                // SAFETY: the entry's buffer is a claimed frame (or none,
-                // for the stop request), which stays mapped and untouched
+                // SAFETY: the entry's buffers are claimed frames (or none,
+                // for the stop request), which stay mapped and untouched
                 // by anyone else until the reaper reports the read (see
                 // `register` for the arena's lifetime); its user data is
-                // a box the reaper takes back exactly once.
+                // a box the reaper takes back exactly once, which also
+                // owns the iovecs a `READV` reads through.
                 if unsafe { queue.push(&entry) }.is_ok() {
                     break;
                 }
@@ -329,27 +390,31 @@ impl Shared {
         }
     }
 
-    /// Reports one completed read, or submits it again (`EAGAIN`, `EINTR`;
-    /// then it is still in flight and this returns false).
+    /// Reports one completed request, frame by frame, or submits it
+    /// again (`EAGAIN`, `EINTR`; then it is still in flight and this
+    /// returns false).
     fn report(&self, user_data: u64, result: i32, complete: &CompletionFn) -> bool {
-        let raw = user_data as *mut FrameRead;
+        let raw = user_data as *mut Run;
         if result == -libc::EAGAIN || result == -libc::EINTR {
             // SAFETY: `raw` came from `Box::into_raw` in `submit` and has
-            // not been taken back: it is read here, not freed, and given
-            // to the kernel again under the same user data.
-            let read = unsafe { *raw };
-            let entry = self.entry(&read).user_data(user_data);
+            // not been taken back: it is only read here, not freed, and
+            // given to the kernel again under the same user data.
+            let entry = self.entry(unsafe { &*raw }).user_data(user_data);
             self.push_and_enter(std::iter::once(entry));
             return false;
         }
         // SAFETY: as above; this completion is the box's last use.
-        let read = unsafe { Box::from_raw(raw) };
-        let outcome = if result < 0 {
-            Err(io::Error::from_raw_os_error(-result))
-        } else {
-            Ok(result as usize)
-        };
-        complete(read.frame_id, Some(outcome));
+        let run = unsafe { Box::from_raw(raw) };
+        for (index, read) in run.reads.iter().enumerate() {
+            let outcome = if result < 0 {
+                Err(io::Error::from_raw_os_error(-result))
+            } else {
+                Ok((result as usize)
+                    .saturating_sub(index * PAGE_SIZE)
+                    .min(PAGE_SIZE))
+            };
+            complete(read.frame_id, Some(outcome));
+        }
         true
     }
 }

@@ -17,6 +17,10 @@ use crate::stats::Counter;
 use crate::sync::{pause, Ordering};
 use crate::undo::Undo;
 
+/// How many times a search that may not wait nudges the epoch for the
+/// frames it (or others) just evicted before it gives up.
+const NOWAIT_COLLECTS: u32 = 8;
+
 impl BufferPool {
     /// A free frame (still `FREE`, off the free stack, unreachable; the
     /// caller claims it for a page or gives it back); evicts if needed.
@@ -34,7 +38,8 @@ impl BufferPool {
     /// [`take_free_frame`](Self::take_free_frame) without waiting: `None`
     /// where it would back off and wait for frames to come back (every
     /// frame latched or in flight, or retired frames still in their grace
-    /// period). For callers that must not block their thread (tasks).
+    /// period after [`NOWAIT_COLLECTS`] nudges of the epoch). For callers
+    /// that must not block their thread (tasks, batches holding latches).
     pub(crate) fn take_free_frame_now(&self, slot: &ThreadSlot) -> Result<Option<FrameId>> {
         self.find_free_frame(slot, false)
     }
@@ -44,6 +49,7 @@ impl BufferPool {
         let timeout = Duration::from_millis(self.config.frame_wait_timeout_ms);
         let full_sweeps = 2 * self.frames.frame_count();
         let mut visited_without_eviction = 0;
+        let mut collects_left = NOWAIT_COLLECTS;
         let backoff = Backoff::new();
         loop {
             if let Some(frame_id) = self.free.pop() {
@@ -74,7 +80,13 @@ impl BufferPool {
                 Err(_) => {}
             }
             if !wait {
-                return Ok(None);
+                // Frames just evicted come back once the epoch has moved
+                // on twice; nudging it is cheap, waiting is not allowed.
+                if pending == 0 || collects_left == 0 {
+                    return Ok(None);
+                }
+                collects_left -= 1;
+                continue;
             }
             if started.elapsed() >= timeout {
                 return Err(Error::NoFreeFrame {

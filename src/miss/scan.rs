@@ -62,15 +62,19 @@ impl BufferPool {
         let slot = self.thread_slot();
         let mut ahead = pages.start;
         for page_no in pages.clone() {
-            {
+            // Top the window up when half of it is used: half a window of
+            // reads per submission, not one.
+            if ahead <= page_no + window / 2 {
                 let mut submission = Submission::new(self);
                 while ahead < pages.end && ahead <= page_no + window {
                     let page_id = PageId::new(file_id, ahead);
                     if self.lookup(page_id, &slot, false).is_none() {
-                        let begun = self.start_load(page_id, &slot, &mut submission, false, false);
-                        // No frame without waiting: the cursor's own read
-                        // waits for one. An error: the page's read reports it.
-                        if matches!(begun, Ok(Begun::NoFrame)) {
+                        // The scan holds no latch and wants none of its
+                        // reads held (they are evictable once in), so it
+                        // may wait for a frame. An error: the page's own
+                        // read below reports it.
+                        let begun = self.start_load(page_id, &slot, &mut submission, true, false);
+                        if matches!(begun, Ok(Begun::NoFrame) | Err(_)) {
                             break;
                         }
                     }

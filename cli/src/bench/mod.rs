@@ -97,10 +97,14 @@ pub struct BenchArgs {
     #[arg(long = "engine", value_delimiter = ',', default_values_t = [EngineArg::Auto])]
     pub engines: Vec<EngineArg>,
 
-    /// Pages per `read_many` batch, and read-ahead window of a scan
-    /// (pagepool-batch).
+    /// Pages per `read_many` batch (pagepool-batch).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+
+    /// Pages a scan keeps in flight ahead of its cursor (pagepool-batch on
+    /// scan-miss).
+    #[arg(long, default_value_t = 512)]
+    pub read_ahead: usize,
 
     /// Async tasks in all, spread over the threads (pagepool-async).
     #[arg(long, default_value_t = 64)]
@@ -163,6 +167,9 @@ impl BenchArgs {
         }
         if self.batch == 0 || self.batch > 4096 {
             bail!("--batch {}: expected 1 to 4096", self.batch);
+        }
+        if self.read_ahead == 0 || self.read_ahead > 1 << 20 {
+            bail!("--read-ahead {}: expected 1 to 2^20 pages", self.read_ahead);
         }
         if self.tasks == 0 || self.tasks > 1 << 20 {
             bail!("--tasks {}: expected 1 to 2^20", self.tasks);
@@ -420,8 +427,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             writes: workload.writes(),
                             engine: engine.engine(),
                             batch: args.batch,
+                            read_ahead: args.read_ahead,
                             tasks: args.tasks,
                             threads,
+                            workload_scans: workload == Workload::ScanMiss,
                         },
                         pages,
                         timer_overhead_ns,

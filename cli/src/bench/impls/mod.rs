@@ -61,7 +61,7 @@ pub enum ImplKind {
     PagepoolShared,
     /// pagepool, batches of `--batch` pages through `read_many` (misses
     /// overlap); `scan-miss` through `BufferPool::scan` with a read-ahead
-    /// window of `--batch` (miss workloads only).
+    /// window of `--read-ahead` pages (miss workloads only).
     PagepoolBatch,
     /// pagepool, `--tasks` async tasks (`read_async`, `optimistic_async`)
     /// on the `--threads` threads, each a tokio runtime (point-read miss
@@ -198,13 +198,17 @@ pub struct Setup<'a> {
     pub writes: bool,
     /// pagepool's I/O engine.
     pub engine: pagepool::IoEngine,
-    /// Pages per `read_many` batch, and the read-ahead window of a scan
-    /// (`pagepool-batch`).
+    /// Pages per `read_many` batch (`pagepool-batch`).
     pub batch: usize,
+    /// Pages a scan keeps in flight ahead of its cursor (`pagepool-batch`
+    /// on `scan-miss`).
+    pub read_ahead: usize,
     /// Async tasks in all (`pagepool-async`), spread over the threads.
     pub tasks: usize,
     /// Worker threads of the run.
     pub threads: usize,
+    /// Whether the workload reads whole pages in order (`scan-miss`).
+    pub workload_scans: bool,
 }
 
 /// Per-thread counts of a baseline, published into [`SharedCounters`]

@@ -2,7 +2,8 @@
 //! read `--batch` random pages at a time through `BufferPool::read_many`
 //! (their misses are submitted together and handed back as they
 //! complete); `scan-miss` reads its pages through `BufferPool::scan`
-//! with a read-ahead window of `--batch` pages. Every value is checked.
+//! with a read-ahead window of `--read-ahead` pages. Every value is
+//! checked.
 
 use std::ops::ControlFlow;
 
@@ -16,13 +17,15 @@ use crate::bench::workload::{Sampler, Shape};
 use crate::error::{Error, Result};
 
 /// Pages a scan chunk reads before it looks at the stop flag.
-const SCAN_CHUNK: u64 = 256;
+const SCAN_CHUNK: u64 = 4096;
 
 /// A pool read in batches.
 pub struct Batched {
     pool: BufferPool,
     file: FileId,
     batch: usize,
+    read_ahead: usize,
+    scans: bool,
 }
 
 impl Batched {
@@ -33,6 +36,8 @@ impl Batched {
             pool,
             file,
             batch: setup.batch.max(1),
+            read_ahead: setup.read_ahead.max(1),
+            scans: setup.workload_scans,
         })
     }
 
@@ -155,6 +160,11 @@ impl Instance for Batched {
     }
 
     fn engine(&self) -> (String, usize) {
-        pool_engine(&self.pool, self.batch)
+        let in_flight = if self.scans {
+            self.read_ahead
+        } else {
+            self.batch
+        };
+        pool_engine(&self.pool, in_flight)
     }
 }
