@@ -162,8 +162,9 @@ impl Uring {
             let granted = self.shared.reserve(runs.len());
             let later = runs.split_off(granted);
             let entries = runs.into_iter().map(|run| {
+                // The iovecs' buffer does not move with the box.
                 let entry = self.shared.entry(&run);
-                entry.user_data(Box::into_raw(run) as u64)
+                entry.user_data(Box::into_raw(Box::new(run)) as u64)
             });
             self.shared.push_and_enter(entries);
             runs = later;
@@ -186,8 +187,8 @@ impl Drop for Uring {
 
 /// Groups `reads` into runs: consecutive reads of one descriptor whose
 /// offsets follow each other, at most [`MAX_RUN_PAGES`] each.
-fn runs(reads: &[FrameRead]) -> Vec<Box<Run>> {
-    let mut runs: Vec<Box<Run>> = Vec::new();
+fn runs(reads: &[FrameRead]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
     for read in reads {
         if let Some(run) = runs.last_mut() {
             let last = run.reads[run.reads.len() - 1];
@@ -199,10 +200,10 @@ fn runs(reads: &[FrameRead]) -> Vec<Box<Run>> {
                 continue;
             }
         }
-        runs.push(Box::new(Run {
+        runs.push(Run {
             reads: vec![*read],
             iovecs: Vec::new(),
-        }));
+        });
     }
     for run in &mut runs {
         if run.reads.len() > 1 {
