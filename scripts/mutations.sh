@@ -41,6 +41,7 @@ checker_base() {
         loom-table) echo "cargo test -p loom-tests --release --test table" ;;
         loom-pool) echo "cargo test -p loom-tests --release --test pool" ;;
         loom-coupling) echo "cargo test -p loom-tests --release --test coupling" ;;
+        loom-intents) echo "cargo test -p loom-tests --release --test intents" ;;
         *) echo "unknown checker $1" >&2; return 1 ;;
     esac
 }

@@ -315,3 +315,80 @@ mod tests {
         assert_eq!(table.lookup(1, &guard), Some(0), "nothing was removed");
     }
 }
+
+/// One frame's read in flight and its starter (`miss/finish.rs`, "Held
+/// for the starter"): the production intent word and the frame's latch.
+#[derive(Debug)]
+pub struct WantedRead {
+    intents: crate::miss::ReadIntents,
+    latch: PageLatch,
+    claim_version: u64,
+}
+
+/// What a starter's look found ([`WantedRead::collect`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collected {
+    /// The latch is the starter's.
+    Latched,
+    /// The read has not ended.
+    InFlight,
+    /// The read failed.
+    Failed,
+}
+
+impl Default for WantedRead {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WantedRead {
+    /// A frame claimed for a read (`EXCL`) that its starter wants.
+    pub fn new() -> WantedRead {
+        let latch = PageLatch::new_free();
+        latch.claim_free();
+        let claim_version = latch::version(latch.load());
+        let intents = crate::miss::ReadIntents::new(1);
+        intents.want(0, claim_version);
+        WantedRead {
+            intents,
+            latch,
+            claim_version,
+        }
+    }
+
+    /// The read's successful end.
+    pub fn end(&self) {
+        let _ = self.intents.end_read(&self.latch, 0, self.claim_version);
+    }
+
+    /// The read's failed end (before the frame is evicted).
+    pub fn fail(&self) {
+        self.intents.failed(0, self.claim_version);
+        let _ = self.latch.evict();
+    }
+
+    /// The starter's look.
+    pub fn collect(&self) -> Collected {
+        match self.intents.collect(0, self.claim_version) {
+            crate::miss::Collected::Latched => Collected::Latched,
+            crate::miss::Collected::InFlight => Collected::InFlight,
+            crate::miss::Collected::Failed => Collected::Failed,
+        }
+    }
+
+    /// The starter gives up: true if it must release the latch.
+    pub fn abandon(&self) -> bool {
+        self.intents.abandon(0, self.claim_version)
+    }
+
+    /// Releases a shared latch (the starter's, once collected).
+    pub fn release_shared(&self) {
+        let _ = self.latch.unlock_shared();
+    }
+
+    /// The frame's state word.
+    pub fn state(&self) -> u64 {
+        self.latch.load()
+    }
+}

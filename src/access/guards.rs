@@ -65,7 +65,7 @@ use crate::error::Result;
 use crate::frames::FrameId;
 use crate::held::GuardKind;
 use crate::page::{PageId, LSN_OFFSET, PAGE_DATA_SIZE};
-use crate::pool::BufferPool;
+use crate::pool::{BufferPool, PoolCore};
 use crate::view::{check, load_lsn, store_bytes, OptimisticView, OutOfBounds};
 
 /// A shared latch on a resident page. Derefs to the page's data area
@@ -365,13 +365,20 @@ impl Drop for PageMut<'_> {
 #[must_use = "the pin lasts only as long as the handle"]
 pub struct ThreadPin<'pool> {
     pub(super) pool: &'pool BufferPool,
+    /// The pool's core, kept so that a hit through the handle starts from
+    /// it (no load of the pool's pointer to it first).
+    core: &'pool PoolCore,
     pub(super) slot: Rc<ThreadSlot>,
 }
 
 impl<'pool> ThreadPin<'pool> {
     pub(crate) fn new(pool: &'pool BufferPool, slot: Rc<ThreadSlot>) -> ThreadPin<'pool> {
         slot.begin_session();
-        ThreadPin { pool, slot }
+        ThreadPin {
+            pool,
+            core: &pool.core,
+            slot,
+        }
     }
 
     /// [`BufferPool::optimistic`] on this thread's handle.
@@ -381,7 +388,8 @@ impl<'pool> ThreadPin<'pool> {
         page_id: PageId,
         read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
-        self.pool.optimistic_with(page_id, &self.slot, read)
+        self.pool
+            .optimistic_in(self.core, page_id, &self.slot, read)
     }
 
     /// [`BufferPool::optimistic_try`] on this thread's handle: one flat
@@ -392,13 +400,14 @@ impl<'pool> ThreadPin<'pool> {
         page_id: PageId,
         read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.pool.optimistic_try_with(page_id, &self.slot, read)
+        self.pool
+            .optimistic_try_in(self.core, page_id, &self.slot, read)
     }
 
     /// [`BufferPool::read`] on this thread's handle.
     #[inline(always)]
     pub fn read(&self, page_id: PageId) -> Result<PageRef<'pool>> {
-        self.pool.read_with(page_id, &self.slot)
+        self.pool.read_in(self.core, page_id, &self.slot)
     }
 
     /// [`BufferPool::write`] on this thread's handle.

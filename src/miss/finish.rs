@@ -41,7 +41,7 @@ use std::io;
 use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
-use crate::latch::version;
+use crate::latch::{version, PageLatch};
 use crate::page::{check_page, PageCheck, PageId, PAGE_SIZE};
 use crate::pool::{DataFile, PoolCore};
 use crate::stats::Counter;
@@ -124,23 +124,36 @@ impl ReadIntents {
             .is_err_and(|_| self.collect(frame_id, claim_version) == Collected::Latched)
     }
 
-    /// The read's end: whether the read in `frame_id` (claimed at
-    /// `claim_version`) is wanted.
-    fn is_wanted(&self, frame_id: FrameId, claim_version: u64) -> bool {
-        self.intents[frame_id].load(Ordering::Acquire) == intent(claim_version, WANTED)
-    }
-
-    /// The read's end, after its downgrade: hands the latch to the
-    /// starter; false if the starter abandoned the read meanwhile.
-    fn hand_over(&self, frame_id: FrameId, claim_version: u64) -> bool {
+    /// The end of a read that succeeded, on `latch` (held exclusively by
+    /// the read): releases it, or for a wanted read downgrades it to the
+    /// shared latch and hands that to the starter, releasing it after all
+    /// if the starter abandoned the read meanwhile (see the module docs).
+    /// Returns whether waiters must be woken.
+    #[must_use]
+    pub(crate) fn end_read(
+        &self,
+        latch: &PageLatch,
+        frame_id: FrameId,
+        claim_version: u64,
+    ) -> bool {
         let (wanted, ready) = (intent(claim_version, WANTED), intent(claim_version, READY));
-        self.intents[frame_id]
+        let intent = &self.intents[frame_id];
+        if intent.load(Ordering::Acquire) != wanted {
+            return latch.unlock_exclusive(false);
+        }
+        let mut wake = latch.downgrade_clean();
+        if intent
             .compare_exchange(wanted, ready, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_err()
+        {
+            // Abandoned meanwhile: nobody will take the latch.
+            wake |= latch.unlock_shared();
+        }
+        wake
     }
 
     /// A failed read: nobody will collect a latch.
-    fn failed(&self, frame_id: FrameId, claim_version: u64) {
+    pub(crate) fn failed(&self, frame_id: FrameId, claim_version: u64) {
         let wanted = intent(claim_version, WANTED);
         let _ = self.intents[frame_id].compare_exchange(
             wanted,
@@ -217,16 +230,9 @@ impl PoolCore {
     /// turns it into the shared latch held for the starter (see the module
     /// docs).
     fn publish_read(&self, frame_id: FrameId, claim_version: u64) {
-        if !self.read_intents.is_wanted(frame_id, claim_version) {
-            self.release_exclusive(frame_id, false);
-            return;
-        }
-        if self.frames.meta(frame_id).latch.downgrade_clean() {
+        let latch = &self.frames.meta(frame_id).latch;
+        if self.read_intents.end_read(latch, frame_id, claim_version) {
             self.queues.wake(frame_id);
-        }
-        if !self.read_intents.hand_over(frame_id, claim_version) {
-            // Abandoned meanwhile: nobody will take the latch.
-            self.release_shared(frame_id);
         }
     }
 
