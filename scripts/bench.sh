@@ -9,6 +9,10 @@
 #   bash scripts/bench.sh criterion  # criterion only
 #   bash scripts/bench.sh btree      # the B+-tree suite (not in "all":
 #                                    # about 40 minutes, most of it loading)
+#   bash scripts/bench.sh io         # the I/O engine's rows (not in "all":
+#                                    # about 12 minutes): misses, batches,
+#                                    # tasks, scans, zipf, fio, the engines
+#                                    # side by side
 #
 # fio is optional (apt-get install fio); without it the fio rows are
 # skipped with a note. The mmap-capped and pread-capped rows need a memory
@@ -42,6 +46,22 @@ if [[ "$what" == all || "$what" == suite ]]; then
     else
         "${suite[@]}" | tee docs/bench.txt
     fi
+fi
+
+if [[ "$what" == io ]]; then
+    cargo build --release -p pagepool-cli
+    bench=./target/release/pagepool
+    "$bench" bench --workload uniform-miss,zipf \
+        --impl pagepool,pagepool-batch,pagepool-async,dashmap-rwlock,mutex-lru,pread-capped,mmap-capped \
+        --threads 1,2 --seconds "$seconds" --repeat "$repeat" --fio \
+        --json docs/bench-io-miss.json | tee docs/bench-io-miss.txt
+    "$bench" bench --workload scan-miss \
+        --impl pagepool,pagepool-batch,pread,pread-capped,mmap-capped \
+        --threads 1 --seconds "$seconds" --repeat "$repeat" --fio \
+        --json docs/bench-io-scan.json | tee docs/bench-io-scan.txt
+    "$bench" bench --workload uniform-miss --impl pagepool,pagepool-batch,pagepool-async \
+        --engine sync,worker,uring --threads 2 --seconds "$seconds" --repeat "$repeat" --fio \
+        --json docs/bench-io-engines.json | tee docs/bench-io-engines.txt
 fi
 
 if [[ "$what" == btree ]]; then
