@@ -289,8 +289,9 @@ impl BufferPool {
         let file = self.file_of(page_id)?;
         let _unpinned = slot.block(Some(page_id))?;
         // Frames come back only from reads the engine has: a batch must not
-        // wait for a frame while it holds reads it has not submitted.
-        if submission.reads.len() >= SUBMIT_EVERY || self.free.is_empty() {
+        // wait for a frame while it holds reads it has not submitted. (One
+        // that may not wait gives up instead, and submits before it waits.)
+        if submission.reads.len() >= SUBMIT_EVERY || (wait && self.free.is_empty()) {
             submission.flush();
         }
         let frame_id = if wait {
