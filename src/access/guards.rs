@@ -196,6 +196,57 @@ macro_rules! stores {
     )*};
 }
 
+/// The writes of an exclusive guard ([`PageMut`], and the owned
+/// [`OwnedPageMut`](super::OwnedPageMut)): a type with fields `pool`
+/// (anything that derefs to the pool), `frame_id` and `wrote`, which holds
+/// the frame's exclusive latch.
+macro_rules! exclusive_writes {
+    () => {
+        /// Writes `bytes` at `offset` of the data area.
+        pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), OutOfBounds> {
+            check(offset, bytes.len())?;
+            store_bytes(self.pool.frames().words(self.frame_id), offset, bytes);
+            self.wrote = true;
+            Ok(())
+        }
+
+        stores! {
+            /// Stores a little-endian `u64` at `offset` (any alignment).
+            store_u64: u64;
+            /// Stores a little-endian `u32` at `offset`.
+            store_u32: u32;
+            /// Stores a little-endian `u16` at `offset`.
+            store_u16: u16;
+            /// Stores a byte at `offset`.
+            store_u8: u8;
+        }
+
+        /// Sets every byte of the data area to `byte`.
+        pub fn fill(&mut self, byte: u8) {
+            let word = u64::from_ne_bytes([byte; 8]);
+            let words = self.pool.frames().words(self.frame_id);
+            for cell in &words[..PAGE_DATA_SIZE / 8] {
+                cell.store(word, crate::sync::Ordering::Relaxed);
+            }
+            self.wrote = true;
+        }
+
+        /// Sets the page's LSN: before this page is written back, the pool
+        /// calls the write-ahead-log hook with it.
+        pub fn set_lsn(&mut self, lsn: u64) {
+            let words = self.pool.frames().words(self.frame_id);
+            words[LSN_OFFSET / 8].store(lsn.to_le(), crate::sync::Ordering::Relaxed);
+            self.wrote = true;
+        }
+
+        /// The page's LSN.
+        pub fn lsn(&self) -> u64 {
+            load_lsn(self.pool.frames().words(self.frame_id))
+        }
+    };
+}
+pub(super) use {exclusive_writes, stores};
+
 /// The exclusive latch on a resident page.
 ///
 /// Reads through `Deref` (`&[u8]` over the frame); writes through the
@@ -248,47 +299,7 @@ impl<'pool> PageMut<'pool> {
         self.page_id
     }
 
-    /// Writes `bytes` at `offset` of the data area.
-    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), OutOfBounds> {
-        check(offset, bytes.len())?;
-        store_bytes(self.pool.frames().words(self.frame_id), offset, bytes);
-        self.wrote = true;
-        Ok(())
-    }
-
-    stores! {
-        /// Stores a little-endian `u64` at `offset` (any alignment).
-        store_u64: u64;
-        /// Stores a little-endian `u32` at `offset`.
-        store_u32: u32;
-        /// Stores a little-endian `u16` at `offset`.
-        store_u16: u16;
-        /// Stores a byte at `offset`.
-        store_u8: u8;
-    }
-
-    /// Sets every byte of the data area to `byte`.
-    pub fn fill(&mut self, byte: u8) {
-        let word = u64::from_ne_bytes([byte; 8]);
-        let words = self.pool.frames().words(self.frame_id);
-        for cell in &words[..PAGE_DATA_SIZE / 8] {
-            cell.store(word, crate::sync::Ordering::Relaxed);
-        }
-        self.wrote = true;
-    }
-
-    /// Sets the page's LSN: before this page is written back, the pool
-    /// calls the write-ahead-log hook with it.
-    pub fn set_lsn(&mut self, lsn: u64) {
-        let words = self.pool.frames().words(self.frame_id);
-        words[LSN_OFFSET / 8].store(lsn.to_le(), crate::sync::Ordering::Relaxed);
-        self.wrote = true;
-    }
-
-    /// The page's LSN.
-    pub fn lsn(&self) -> u64 {
-        load_lsn(self.pool.frames().words(self.frame_id))
-    }
+    exclusive_writes!();
 
     /// Ends this guard without releasing its latch: the caller takes over
     /// the exclusive hold of the frame (and must end it), and this

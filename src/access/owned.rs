@@ -17,12 +17,10 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::guards::{PageMut, PageRef};
+use super::guards::{exclusive_writes, stores, PageMut, PageRef};
 use crate::frames::FrameId;
 use crate::held::GuardKind;
-#[cfg(not(any(loom, feature = "shuttle")))]
-use crate::page::PAGE_DATA_SIZE;
-use crate::page::{PageId, LSN_OFFSET};
+use crate::page::{PageId, LSN_OFFSET, PAGE_DATA_SIZE};
 use crate::pool::BufferPool;
 use crate::view::{check, load_lsn, store_bytes, OptimisticView, OutOfBounds};
 
@@ -118,15 +116,6 @@ impl Drop for OwnedPageRef {
     }
 }
 
-macro_rules! owned_stores {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(&mut self, offset: usize, value: $ty) -> Result<(), OutOfBounds> {
-            self.write_at(offset, &value.to_le_bytes())
-        }
-    )*};
-}
-
 impl OwnedPageMut {
     /// Wraps the exclusive latch taken on `frame_id` and recorded nowhere.
     pub(crate) fn new(pool: Arc<BufferPool>, frame_id: FrameId, page_id: PageId) -> Self {
@@ -156,36 +145,7 @@ impl OwnedPageMut {
         self.page_id
     }
 
-    /// Writes `bytes` at `offset` of the data area.
-    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), OutOfBounds> {
-        check(offset, bytes.len())?;
-        store_bytes(self.pool.frames().words(self.frame_id), offset, bytes);
-        self.wrote = true;
-        Ok(())
-    }
-
-    owned_stores! {
-        /// Stores a little-endian `u64` at `offset` (any alignment).
-        store_u64: u64;
-        /// Stores a little-endian `u32` at `offset`.
-        store_u32: u32;
-        /// Stores a little-endian `u16` at `offset`.
-        store_u16: u16;
-        /// Stores a byte at `offset`.
-        store_u8: u8;
-    }
-
-    /// Sets the page's LSN (see [`PageMut::set_lsn`]).
-    pub fn set_lsn(&mut self, lsn: u64) {
-        let words = self.pool.frames().words(self.frame_id);
-        words[LSN_OFFSET / 8].store(lsn.to_le(), crate::sync::Ordering::Relaxed);
-        self.wrote = true;
-    }
-
-    /// The page's LSN.
-    pub fn lsn(&self) -> u64 {
-        load_lsn(self.pool.frames().words(self.frame_id))
-    }
+    exclusive_writes!();
 
     /// The page as an [`OptimisticView`] (atomic loads).
     pub fn view(&self) -> OptimisticView<'_> {
