@@ -38,7 +38,7 @@ use super::owned::{OwnedPageMut, OwnedPageRef};
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
 use crate::latch::{Blocked, Want};
-use crate::miss::{Begun, Collected, Started, Submission};
+use crate::miss::{Begun, Started, StartedRead, Submission};
 use crate::page::PageId;
 use crate::pool::BufferPool;
 use crate::stats::Counter;
@@ -174,20 +174,20 @@ impl Access {
         let pool = &*self.pool;
         let frame_id = started.frame_id;
         let latch = &pool.frames.meta(frame_id).latch;
-        match pool.read_intents.collect(frame_id, started.claim_version) {
-            Collected::Latched => {
+        match pool.collect_started(started) {
+            StartedRead::Latched => {
                 self.started = None;
                 Poll::Ready(Ok(frame_id))
             }
-            Collected::Failed => {
+            StartedRead::Failed(error) => {
                 self.started = None;
-                match pool.load_failures.take(frame_id, started.claim_version) {
+                match error {
                     Some(error) => Poll::Ready(Err(error)),
                     // Its error was dropped (too many kept): look again.
                     None => self.poll(cx),
                 }
             }
-            Collected::InFlight => {
+            StartedRead::InFlight => {
                 let seen = latch.load();
                 let waker = cx.waker();
                 if !pool

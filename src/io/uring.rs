@@ -323,7 +323,8 @@ impl Shared {
                 // `register` for the arena's lifetime); its user data is
                 // a box the reaper takes back exactly once, which also
                 // owns the iovecs a `READV` reads through.
-                if unsafe { queue.push(&entry) }.is_ok() {
+                let pushed = unsafe { queue.push(&entry) };
+                if pushed.is_ok() {
                     break;
                 }
                 queue.sync();

@@ -348,21 +348,13 @@ impl BufferPool {
         slot: &Rc<ThreadSlot>,
     ) -> Poll<'_> {
         if let Some(started) = started {
-            return match self
-                .read_intents
-                .collect(started.frame_id, started.claim_version)
-            {
-                Collected::Latched => {
+            return match self.collect_started(started) {
+                StartedRead::Latched => {
                     Poll::Ready(PageRef::new(self, started.frame_id, page_id, slot))
                 }
-                Collected::InFlight => Poll::Busy(started.frame_id),
-                Collected::Failed => match self
-                    .load_failures
-                    .take(started.frame_id, started.claim_version)
-                {
-                    Some(error) => Poll::Failed(error),
-                    None => Poll::Absent,
-                },
+                StartedRead::InFlight => Poll::Busy(started.frame_id),
+                StartedRead::Failed(Some(error)) => Poll::Failed(error),
+                StartedRead::Failed(None) => Poll::Absent,
             };
         }
         let mut exact = false;
@@ -422,7 +414,34 @@ impl Drop for Batch<'_> {
     }
 }
 
+/// Where a wanted read stands for its starter ([`BufferPool::collect_started`]).
+pub(crate) enum StartedRead {
+    /// The page is in; its shared latch is the starter's now.
+    Latched,
+    /// The read has not ended (or is handing its latch over).
+    InFlight,
+    /// The read failed: its error, unless it was dropped (too many kept),
+    /// in which case the starter looks the page up again.
+    Failed(Option<Error>),
+}
+
 impl BufferPool {
+    /// The starter's look at its wanted read: takes over the latch held
+    /// for it, or collects the read's error.
+    pub(crate) fn collect_started(&self, started: Started) -> StartedRead {
+        match self
+            .read_intents
+            .collect(started.frame_id, started.claim_version)
+        {
+            Collected::Latched => StartedRead::Latched,
+            Collected::InFlight => StartedRead::InFlight,
+            Collected::Failed => StartedRead::Failed(
+                self.load_failures
+                    .take(started.frame_id, started.claim_version),
+            ),
+        }
+    }
+
     /// Gives up on a wanted read: releases the latch if it was already
     /// held for the caller.
     pub(crate) fn abandon(&self, started: Started) {

@@ -217,7 +217,7 @@ impl PoolCore {
         });
         let result = self.file(page_id.file_id()).and_then(|file| match outcome {
             None => self.read_into(frame_id, page_id, &file, &slot),
-            Some(result) => self.check_ring_read(frame_id, page_id, &file, result),
+            Some(result) => self.check_ring_read(frame_id, page_id, &file, result, &slot),
         });
         failed.disarm();
         match result {
@@ -293,8 +293,9 @@ impl PoolCore {
         page_id: PageId,
         file: &DataFile,
         result: io::Result<usize>,
+        slot: &ThreadSlot,
     ) -> Result<()> {
-        self.epoch.slot().stats.bump(Counter::IoReads);
+        slot.stats.bump(Counter::IoReads);
         // The kernel's write into the frame happened before its completion
         // was reaped; the frame is still claimed by the load.
         // SAFETY: held exclusively (by the load) and unreachable

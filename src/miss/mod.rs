@@ -52,7 +52,7 @@ mod clock;
 mod finish;
 mod scan;
 
-pub(crate) use batch::{Begun, Started, Submission};
+pub(crate) use batch::{Begun, Started, StartedRead, Submission};
 pub(crate) use finish::{Collected, LoadFailures, ReadIntents};
 
 /// Outcome of a load attempt.
