@@ -27,6 +27,8 @@ checker_base() {
         shuttle) echo "cargo test --release --features shuttle,internals --test shuttle_pool" ;;
         shuttle-olc) echo "cargo test --release --features shuttle,internals --test shuttle_olc" ;;
         shuttle-io) echo "cargo test --release --features shuttle,internals --test shuttle_io" ;;
+        shuttle-writeback) echo "cargo test --release --features shuttle,internals --test shuttle_writeback" ;;
+        writeback) echo "cargo test --test writeback" ;;
         engine) echo "cargo test --test engine" ;;
         async) echo "cargo test --test async_api" ;;
         olc) echo "cargo test --test olc" ;;

@@ -22,6 +22,7 @@ step "shuttle suites"
 cargo test --release --features shuttle,internals --test shuttle_pool
 cargo test --release --features shuttle,internals --test shuttle_olc
 cargo test --release --features shuttle,internals --test shuttle_io
+cargo test --release --features shuttle,internals --test shuttle_writeback
 cargo test -p pagepool-btree --release --features shuttle --test shuttle_btree
 
 step "planted bugs"

@@ -7,10 +7,89 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::io::{IoEngine, IoMode};
 
-/// The write-ahead-log hook: called with a dirty page's LSN before the page
-/// is written; it must return only once the log is durable up to that LSN.
-/// An error keeps the page dirty and unwritten.
-pub type WalHook = Arc<dyn Fn(u64) -> io::Result<()> + Send + Sync>;
+/// The write-ahead-log hook: called before a batch of dirty pages is
+/// written, with the pages and their LSNs; it must return only once the
+/// log is durable up to [`WalFlush::max_lsn`]. An error keeps every page
+/// of the batch dirty and unwritten, and reaches whoever waits for them.
+///
+/// It runs on the thread that writes the batch (the background writer, a
+/// flush, an eviction), unpinned, while that thread holds shared latches
+/// on the batch's pages: readers go on, writers of those pages wait. It
+/// must not call into the pool.
+pub type WalHook = Arc<dyn Fn(&WalFlush<'_>) -> io::Result<()> + Send + Sync>;
+
+/// What the [`WalHook`] is asked to make durable: a batch of pages about
+/// to be written, one log flush for all of them.
+#[derive(Debug)]
+pub struct WalFlush<'a> {
+    pages: &'a [(crate::PageId, u64)],
+    max_lsn: u64,
+}
+
+impl<'a> WalFlush<'a> {
+    /// A request covering `pages` (page id and LSN each; at least one).
+    pub(crate) fn new(pages: &'a [(crate::PageId, u64)]) -> WalFlush<'a> {
+        let max_lsn = pages.iter().map(|&(_, lsn)| lsn).max().unwrap_or(0);
+        WalFlush { pages, max_lsn }
+    }
+
+    /// The highest LSN of the batch: the log must be durable up to it.
+    pub fn max_lsn(&self) -> u64 {
+        self.max_lsn
+    }
+
+    /// The pages of the batch and the LSN each carries.
+    pub fn pages(&self) -> &'a [(crate::PageId, u64)] {
+        self.pages
+    }
+}
+
+/// The background writer's settings (see
+/// [`PoolConfig::background_writer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterConfig {
+    /// The share of the frames, ahead of the clock hand, that the writer
+    /// keeps clean, in percent (1 to 100).
+    pub clean_ahead_percent: u32,
+    /// How long the writer sleeps between passes when nobody wakes it.
+    pub interval_ms: u64,
+    /// The most pages one batch writes (one WAL flush, that many writes
+    /// in flight).
+    pub batch_pages: usize,
+}
+
+impl Default for WriterConfig {
+    /// 10 % of the frames ahead of the hand, a pass every 10 ms, batches
+    /// of 64 pages.
+    fn default() -> WriterConfig {
+        WriterConfig {
+            clean_ahead_percent: 10,
+            interval_ms: 10,
+            batch_pages: 64,
+        }
+    }
+}
+
+impl WriterConfig {
+    /// Sets the share of frames ahead of the hand kept clean.
+    pub fn clean_ahead_percent(mut self, percent: u32) -> WriterConfig {
+        self.clean_ahead_percent = percent;
+        self
+    }
+
+    /// Sets the sleep between passes.
+    pub fn interval_ms(mut self, interval_ms: u64) -> WriterConfig {
+        self.interval_ms = interval_ms;
+        self
+    }
+
+    /// Sets the most pages per batch.
+    pub fn batch_pages(mut self, pages: usize) -> WriterConfig {
+        self.batch_pages = pages;
+        self
+    }
+}
 
 /// The most frames a pool may have (16 TiB of 4 KiB frames; a frame id
 /// fits in 32 bits).
@@ -36,8 +115,10 @@ pub struct PoolConfig {
     /// Verify each page's checksum when it is loaded (pages are always
     /// stamped when written).
     pub verify_checksums: bool,
-    /// Called before each dirty page is written.
+    /// Called before each batch of dirty pages is written.
     pub wal_hook: Option<WalHook>,
+    /// The background writer, if the pool runs one (default: none).
+    pub background_writer: Option<WriterConfig>,
     /// How long a miss waits for a frame when every frame is latched.
     pub frame_wait_timeout_ms: u64,
     /// How long a thread waits for a latch another thread holds before it
@@ -66,6 +147,7 @@ impl PoolConfig {
             io_mode: IoMode::Direct,
             verify_checksums: true,
             wal_hook: None,
+            background_writer: None,
             frame_wait_timeout_ms: 10_000,
             latch_wait_timeout_ms: 10_000,
             optimistic_retries: 8,
@@ -92,12 +174,38 @@ impl PoolConfig {
         self
     }
 
-    /// Installs the write-ahead-log hook.
+    /// Installs a write-ahead-log hook that is told the LSN the log must
+    /// be durable up to (a batch's highest); see [`WalHook`].
     pub fn wal_hook(
         mut self,
         hook: impl Fn(u64) -> io::Result<()> + Send + Sync + 'static,
     ) -> PoolConfig {
+        self.wal_hook = Some(Arc::new(move |flush: &WalFlush<'_>| hook(flush.max_lsn())));
+        self
+    }
+
+    /// Installs a write-ahead-log hook that sees the whole batch (each
+    /// page and its LSN); see [`WalHook`].
+    pub fn wal_batch_hook(
+        mut self,
+        hook: impl Fn(&WalFlush<'_>) -> io::Result<()> + Send + Sync + 'static,
+    ) -> PoolConfig {
         self.wal_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs a background writer (see [`WriterConfig`]): a thread of the
+    /// pool's that writes dirty pages back in batches before the clock
+    /// reaches them, so that a miss finds a clean victim.
+    ///
+    /// ```
+    /// use pagepool::{PoolConfig, WriterConfig};
+    /// let config = PoolConfig::new(1024)
+    ///     .background_writer(WriterConfig::default().clean_ahead_percent(20));
+    /// assert!(config.background_writer.is_some());
+    /// ```
+    pub fn background_writer(mut self, writer: WriterConfig) -> PoolConfig {
+        self.background_writer = Some(writer);
         self
     }
 
@@ -165,6 +273,13 @@ impl PoolConfig {
                 self.queue_depth
             )));
         }
+        if let Some(writer) = &self.background_writer {
+            if !(1..=100).contains(&writer.clean_ahead_percent) || writer.batch_pages == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "background_writer needs clean_ahead_percent in 1..=100 and batch_pages ≥ 1, not {writer:?}"
+                )));
+            }
+        }
         if self.evict_batch == 0 {
             return Err(Error::InvalidConfig(
                 "evict_batch must be at least 1".into(),
@@ -180,7 +295,8 @@ impl fmt::Debug for PoolConfig {
             .field("frames", &self.frames)
             .field("io_mode", &self.io_mode)
             .field("verify_checksums", &self.verify_checksums)
-            .field("wal_hook", &self.wal_hook.as_ref().map(|_| "Fn(u64)"))
+            .field("wal_hook", &self.wal_hook.as_ref().map(|_| "Fn(&WalFlush)"))
+            .field("background_writer", &self.background_writer)
             .field("frame_wait_timeout_ms", &self.frame_wait_timeout_ms)
             .field("latch_wait_timeout_ms", &self.latch_wait_timeout_ms)
             .field("optimistic_retries", &self.optimistic_retries)

@@ -4,10 +4,8 @@
 
 mod access;
 mod config;
-mod durability;
 mod epoch;
 mod error;
-mod flush;
 mod frames;
 mod held;
 mod io;
@@ -21,10 +19,11 @@ mod sync;
 mod table;
 mod undo;
 mod view;
+mod writeback;
 
 pub use access::{OlcError, OptimisticGuard, PageMut, PageRef, Restart, ThreadPin};
 pub use access::{OwnedPageMut, OwnedPageRef, ReadFuture, WriteFuture};
-pub use config::{PoolConfig, WalHook, MAX_FRAMES};
+pub use config::{PoolConfig, WalFlush, WalHook, WriterConfig, MAX_FRAMES};
 pub use error::{Error, Result};
 pub use held::GuardKind;
 pub use io::{DirectFile, EngineKind, FileIdentity, IoEngine, IoMode, MemoryStorage, Storage};
@@ -34,6 +33,7 @@ pub use page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE, PAGE_DATA_SIZE, PA
 pub use pool::{BufferPool, CloseError};
 pub use stats::Stats;
 pub use view::{OptimisticView, OutOfBounds};
+pub use writeback::DirtyPage;
 
 // Typed zero-copy views and the slotted heap page (issue 7).
 #[cfg(not(any(loom, feature = "shuttle")))]

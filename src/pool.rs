@@ -61,7 +61,6 @@ use crossbeam_utils::CachePadded;
 
 use crate::access::{PageMut, PageRef, ThreadPin};
 use crate::config::PoolConfig;
-use crate::durability::SyncTracker;
 use crate::epoch::{EpochDomain, ThreadSlot};
 use crate::error::{Error, Result};
 use crate::frames::{FrameId, Frames};
@@ -75,6 +74,8 @@ use crate::stats::{Counter, Stats};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
 use crate::table::PageTable;
 use crate::view::OptimisticView;
+use crate::writeback::durability::SyncTracker;
+use crate::writeback::{BackgroundWriter, RecoveryLsns, WriterSignal};
 
 /// Why an optimistic attempt on a frame did not produce a result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,9 +157,13 @@ pub struct BufferPool {
     /// Everything a thread other than the caller's may need: the I/O
     /// engine's completion thread finishes loads through it.
     pub(crate) core: Arc<PoolCore>,
-    /// The I/O engine (its completion thread holds `core`). Dropped after
+    /// The background writer, if configured: stopped and joined first
+    /// when the pool drops.
+    writer: Option<BackgroundWriter>,
+    /// The I/O engine (its completion thread holds `core`; the writer
+    /// holds it too). Dropped after
     /// the final flush, which joins the thread.
-    pub(crate) engine: Engine,
+    pub(crate) engine: Arc<Engine>,
     /// Set once `close` has flushed everything; `Drop` then skips flushing.
     closed: bool,
 }
@@ -180,6 +185,10 @@ pub struct PoolCore {
     pub(crate) load_failures: LoadFailures,
     /// Whether each frame's read in flight is wanted (`miss/finish.rs`).
     pub(crate) read_intents: ReadIntents,
+    /// Each frame's recovery LSN (`writeback/dirty.rs`).
+    pub(crate) recovery_lsns: RecoveryLsns,
+    /// Wakes the background writer (`writeback/writer.rs`).
+    pub(crate) writer_signal: WriterSignal,
 }
 
 #[doc(hidden)]
@@ -250,10 +259,17 @@ impl BufferPool {
             config,
             load_failures: LoadFailures::default(),
             read_intents: ReadIntents::new(frame_count),
+            recovery_lsns: RecoveryLsns::new(frame_count),
+            writer_signal: WriterSignal::new(),
         });
-        let engine = Self::start_engine(&core)?;
+        let engine = Arc::new(Self::start_engine(&core)?);
+        let writer = match core.config.background_writer {
+            Some(writer) => Some(BackgroundWriter::start(&core, &engine, writer)?),
+            None => None,
+        };
         Ok(BufferPool {
             core,
+            writer,
             engine,
             closed: false,
         })
@@ -927,6 +943,9 @@ impl PoolCore {
 
     #[inline]
     pub(crate) fn release_exclusive(&self, frame_id: FrameId, wrote: bool) {
+        if wrote {
+            self.note_dirtied(frame_id);
+        }
         if self.frames.meta(frame_id).latch.unlock_exclusive(wrote) {
             self.queues.wake(frame_id);
         }
@@ -947,6 +966,8 @@ impl PoolCore {
 
 impl Drop for BufferPool {
     fn drop(&mut self) {
+        // The writer first: no pass runs during or after the final flush.
+        drop(self.writer.take());
         if self.closed {
             return;
         }

@@ -44,6 +44,17 @@ pub struct Stats {
     /// Started reads that failed (I/O error, short read, bad checksum):
     /// the page was not published.
     pub read_failures: u64,
+    /// Write-backs done by the background writer (also in `write_backs`).
+    pub writer_write_backs: u64,
+    /// Write-backs done by faulting threads evicting a dirty victim (also
+    /// in `write_backs`): what the background writer is there to avoid.
+    pub eviction_write_backs: u64,
+    /// Batches of write-backs (one WAL hook call and one submission each).
+    pub write_batches: u64,
+    /// Calls of the WAL hook.
+    pub wal_flushes: u64,
+    /// Passes of the background writer.
+    pub writer_passes: u64,
     /// Which I/O engine runs the started reads.
     pub engine: crate::EngineKind,
     /// Whether the frame arena is registered with io_uring as fixed
@@ -80,9 +91,14 @@ pub(crate) enum Counter {
     PagesReused,
     ReadsStarted,
     ReadFailures,
+    WriterWriteBacks,
+    EvictionWriteBacks,
+    WriteBatches,
+    WalFlushes,
+    WriterPasses,
 }
 
-const COUNTERS: usize = 14;
+const COUNTERS: usize = 19;
 
 /// One thread's counters. Only the owning thread writes them. Aligned to
 /// two cache lines (the adjacent-line prefetcher pairs lines) so that two
@@ -119,6 +135,11 @@ impl ThreadStats {
         total.pages_reused += get(Counter::PagesReused);
         total.reads_started += get(Counter::ReadsStarted);
         total.read_failures += get(Counter::ReadFailures);
+        total.writer_write_backs += get(Counter::WriterWriteBacks);
+        total.eviction_write_backs += get(Counter::EvictionWriteBacks);
+        total.write_batches += get(Counter::WriteBatches);
+        total.wal_flushes += get(Counter::WalFlushes);
+        total.writer_passes += get(Counter::WriterPasses);
     }
 }
 

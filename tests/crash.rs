@@ -240,6 +240,22 @@ fn run_child(path: &Path, seed: u64, base: u64, split: bool, rng: &mut u64) -> R
 }
 
 /// The distinct sequence numbers in a page's data area.
+/// Opens the data file a killed child had open. Its io_uring writes still
+/// in flight at the kill hold the file (and its lock) until the kernel has
+/// ended them, a moment after the child is reaped: wait for that.
+fn open_after_kill(pool: &BufferPool, path: &Path) -> pagepool::FileId {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match pool.open_file(path) {
+            Ok(file) => return file,
+            Err(Error::FileLocked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(error) => panic!("reopening {} after the kill: {error}", path.display()),
+        }
+    }
+}
+
 fn distinct(data: &[u8]) -> Vec<u64> {
     let mut values: Vec<u64> = words(data).collect();
     values.sort_unstable();
@@ -286,7 +302,7 @@ fn crash_kill_reopen_verify() {
         };
 
         let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
-        let file = pool.open_file(&path).unwrap();
+        let file = open_after_kill(&pool, &path);
         let page_count = pool.page_count(file).unwrap();
         let raw = std::fs::read(&path).unwrap();
         let mut torn = Vec::new();

@@ -49,6 +49,9 @@ impl<'pool> PageMut<'pool> {
     pub fn downgrade(mut self) -> PageRef<'pool> {
         let slot = self.owner.hand_on().expect("a live guard has its owner");
         slot.held.released(self.frame_id, GuardKind::Exclusive);
+        if self.wrote {
+            self.pool.note_dirtied(self.frame_id);
+        }
         if self
             .pool
             .frames()

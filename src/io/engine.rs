@@ -20,6 +20,16 @@
 //! it was given to be reported (so no read lands in a frame after the pool
 //! is gone), then joins its thread.
 //!
+//! # Writes
+//!
+//! [`Engine::write`] writes a batch of frames and returns once every
+//! write has ended, with one result per frame (the bytes written). Under
+//! `Uring` the whole batch is in flight at once (runs of consecutive pages
+//! as one `WRITEV`); the other engines, and stores that do not take ring
+//! writes ([`Storage::ring_writes`](super::Storage::ring_writes)), are
+//! written by the pool itself, one `write_page` at a time
+//! ([`Engine::writes_through`] says which).
+//!
 //! A store without a descriptor ([`Storage::ring_fd`](super::Storage::ring_fd)
 //! `None`, such as [`MemoryStorage`](super::MemoryStorage)) cannot be read
 //! by the kernel: under `Uring` the pool reads its pages on the calling
@@ -82,16 +92,18 @@ impl EngineKind {
 /// engine's thread; must not panic (the pool's catches its own).
 pub(crate) type CompletionFn = Arc<dyn Fn(usize, Option<io::Result<usize>>) + Send + Sync>;
 
-/// One page read for the kernel: `PAGE_SIZE` bytes at `offset` of `fd`
-/// into the frame at `buf`.
+/// One page transfer for the kernel: `PAGE_SIZE` bytes at `offset` of
+/// `fd` into (a read) or out of (a write) the frame at `buf`.
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(any(loom, feature = "shuttle"), allow(dead_code))]
-pub(crate) struct FrameRead {
+pub(crate) struct FrameIo {
     pub(crate) frame_id: usize,
     pub(crate) fd: RawFd,
     pub(crate) offset: u64,
-    /// The frame's first byte: claimed for this read, so nothing else
-    /// touches it until the read is reported.
+    /// The frame's first byte. A read's frame is claimed for it, so
+    /// nothing else touches it until the read is reported; a write's frame
+    /// is latched (shared) by the writer until the write has ended, so
+    /// nothing stores to it.
     pub(crate) buf: *mut u8,
 }
 
@@ -193,10 +205,33 @@ impl Engine {
         }
     }
 
+    /// Whether writes of a store with this descriptor go to the engine
+    /// ([`write`](Self::write)); else the pool writes them itself.
+    pub(crate) fn writes_through(&self, fd: Option<RawFd>) -> bool {
+        let _ = fd;
+        match self {
+            #[cfg(all(target_os = "linux", not(any(loom, feature = "shuttle"))))]
+            Engine::Uring(_) => fd.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Writes every frame of `writes` (each of which
+    /// [`writes_through`](Self::writes_through) accepted) and returns once
+    /// all have ended: one result per write, in order, the bytes written.
+    pub(crate) fn write(&self, writes: &[FrameIo]) -> Vec<io::Result<usize>> {
+        let _ = writes;
+        match self {
+            #[cfg(all(target_os = "linux", not(any(loom, feature = "shuttle"))))]
+            Engine::Uring(uring) => uring.write(writes),
+            _ => unreachable!("only the io_uring engine takes writes"),
+        }
+    }
+
     /// Hands over reads (every one of which [`takes`](Self::takes)
     /// accepted); each is reported once through the completion function.
     /// Never fails: a read the kernel refuses is reported with its error.
-    pub(crate) fn submit(&self, reads: &[FrameRead]) {
+    pub(crate) fn submit(&self, reads: &[FrameIo]) {
         match self {
             Engine::Sync => unreachable!("the sync engine takes no reads"),
             Engine::Worker(worker) => worker.submit(reads),
@@ -241,7 +276,7 @@ impl Worker {
         })
     }
 
-    fn submit(&self, reads: &[FrameRead]) {
+    fn submit(&self, reads: &[FrameIo]) {
         let mut state = lock(&self.shared.state);
         state.queue.extend(reads.iter().map(|read| read.frame_id));
         drop(state);

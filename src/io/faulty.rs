@@ -527,6 +527,13 @@ impl Storage for Faulty {
         self.inner.ring_fd()
     }
 
+    /// Never: every write must pass [`write_page`](Storage::write_page),
+    /// where its fault is decided (a torn or short write cannot be made
+    /// out of a completion the kernel already wrote in full).
+    fn ring_writes(&self) -> bool {
+        false
+    }
+
     /// A read an io_uring engine did: the fault is decided here, as
     /// [`read_page`](Storage::read_page) decides it for the other engines
     /// (the same schedule, the same counts). A short read fails with

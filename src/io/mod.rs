@@ -18,9 +18,11 @@
 //! or the kernel through an io_uring (`Uring`, `uring.rs`), which reads
 //! straight into the frame through the store's descriptor
 //! ([`Storage::ring_fd`]) and hands each completion to the store
-//! ([`Storage::complete_read`]) before the pool checks the page. Writes
-//! and syncs go through [`Storage::write_page`] and [`Storage::sync`] on
-//! the calling thread with every engine.
+//! ([`Storage::complete_read`]) before the pool checks the page. The
+//! io_uring engine also writes batches of pages straight out of their
+//! frames through the descriptor, for stores that take ring writes
+//! ([`Storage::ring_writes`]); other writes, and every sync, go through
+//! [`Storage::write_page`] and [`Storage::sync`] on the writing thread.
 
 mod direct;
 mod engine;
@@ -30,7 +32,7 @@ mod memory;
 mod uring;
 
 pub use direct::{DirectFile, FileIdentity, IoMode};
-pub(crate) use engine::{CompletionFn, Engine, FrameRead};
+pub(crate) use engine::{CompletionFn, Engine, FrameIo};
 pub use engine::{EngineKind, IoEngine};
 pub use faulty::{FaultController, FaultKind, FaultStats, Faulty, IoOp};
 pub use memory::MemoryStorage;
@@ -67,6 +69,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// engine runs [`read_page`](Self::read_page) instead.
     fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
         None
+    }
+
+    /// Whether an io_uring engine may write this store's pages through
+    /// [`ring_fd`](Self::ring_fd) instead of calling
+    /// [`write_page`](Self::write_page). The default: whenever it has a
+    /// descriptor. A store that must see every write (a fault injector)
+    /// says no.
+    fn ring_writes(&self) -> bool {
+        self.ring_fd().is_some()
     }
 
     /// Sees a read that an engine did through [`ring_fd`](Self::ring_fd)
@@ -110,6 +121,10 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).ring_fd()
+    }
+
+    fn ring_writes(&self) -> bool {
+        (**self).ring_writes()
     }
 
     fn complete_read(

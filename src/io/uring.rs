@@ -26,6 +26,16 @@
 //! are its frames' in order (a frame past the bytes read was past the end
 //! of the file), its error every frame's.
 //!
+//! # Writes
+//!
+//! A batch of writes ([`Uring::write`]) goes the same way, grouped into
+//! runs the same way (`WRITE_FIXED` for one page, `WRITEV` for several),
+//! but its completions are not reported to the pool: each run carries the
+//! batch's [`WriteWait`] and its first write's index in the batch, the
+//! reaper records each write's result there, and the writer, asleep on
+//! the wait, wakes when the last one is in. A run that wrote fewer bytes
+//! than it holds fails its frames past the bytes written (`WriteZero`).
+//!
 //! # Fixed buffers
 //!
 //! At start the frame arena is registered as fixed buffers, in chunks of
@@ -49,7 +59,7 @@ use std::thread::JoinHandle;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::engine::{CompletionFn, FrameRead};
+use super::engine::{CompletionFn, FrameIo};
 use crate::page::PAGE_SIZE;
 use crate::sync::lock;
 
@@ -64,10 +74,52 @@ pub(crate) const MAX_RUN_PAGES: usize = 128;
 
 /// One request: frames of consecutive pages of one file.
 struct Run {
-    reads: Vec<FrameRead>,
+    reads: Vec<FrameIo>,
     /// For a run of several frames: one iovec per frame, which the kernel
     /// reads through until the request completes (the box keeps them).
     iovecs: Vec<libc::iovec>,
+    /// For a write: the batch waiting for it, and the index of the run's
+    /// first write in the batch. `None`: a read, reported to the pool.
+    write: Option<(Arc<WriteWait>, usize)>,
+}
+
+/// A batch of writes in flight: each write's result, and how many are
+/// still out.
+struct WriteWait {
+    state: Mutex<(Vec<Option<io::Result<usize>>>, usize)>,
+    done: std::sync::Condvar,
+}
+
+impl WriteWait {
+    fn new(count: usize) -> WriteWait {
+        WriteWait {
+            state: Mutex::new(((0..count).map(|_| None).collect(), count)),
+            done: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Records the result of write `index`.
+    fn record(&self, index: usize, result: io::Result<usize>) {
+        let mut state = lock(&self.state);
+        debug_assert!(state.0[index].is_none(), "write {index} reported twice");
+        state.0[index] = Some(result);
+        state.1 -= 1;
+        if state.1 == 0 {
+            self.done.notify_all();
+        }
+    }
+
+    /// Waits for every write (each is reaped exactly once, so it ends).
+    fn wait(&self) -> Vec<io::Result<usize>> {
+        let mut state = lock(&self.state);
+        while state.1 > 0 {
+            state = self.done.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        std::mem::take(&mut state.0)
+            .into_iter()
+            .map(|result| result.expect("every write reported"))
+            .collect()
+    }
 }
 
 /// A running io_uring engine.
@@ -156,8 +208,28 @@ impl Uring {
 
     /// Submits `reads` (runs of consecutive pages as one request each),
     /// in batches as room in the completion queue allows.
-    pub(crate) fn submit(&self, reads: &[FrameRead]) {
-        let mut runs = runs(reads);
+    pub(crate) fn submit(&self, reads: &[FrameIo]) {
+        self.submit_runs(runs(reads));
+    }
+
+    /// Writes `writes` (runs of consecutive pages as one request each)
+    /// and waits until every one has ended: one result per write.
+    pub(crate) fn write(&self, writes: &[FrameIo]) -> Vec<io::Result<usize>> {
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let wait = Arc::new(WriteWait::new(writes.len()));
+        let mut runs = runs(writes);
+        let mut first = 0;
+        for run in &mut runs {
+            run.write = Some((Arc::clone(&wait), first));
+            first += run.reads.len();
+        }
+        self.submit_runs(runs);
+        wait.wait()
+    }
+
+    fn submit_runs(&self, mut runs: Vec<Run>) {
         while !runs.is_empty() {
             let granted = self.shared.reserve(runs.len());
             let later = runs.split_off(granted);
@@ -187,7 +259,7 @@ impl Drop for Uring {
 
 /// Groups `reads` into runs: consecutive reads of one descriptor whose
 /// offsets follow each other, at most [`MAX_RUN_PAGES`] each.
-fn runs(reads: &[FrameRead]) -> Vec<Run> {
+fn runs(reads: &[FrameIo]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
     for read in reads {
         if let Some(run) = runs.last_mut() {
@@ -203,6 +275,7 @@ fn runs(reads: &[FrameRead]) -> Vec<Run> {
         runs.push(Run {
             reads: vec![*read],
             iovecs: Vec::new(),
+            write: None,
         });
     }
     for run in &mut runs {
@@ -283,8 +356,12 @@ impl Shared {
     }
 
     /// The entry that reads `run`: `READV` for several frames, else one
-    /// read (fixed if the frame is registered).
+    /// read (fixed if the frame is registered); for a write, the same
+    /// with writes.
     fn entry(&self, run: &Run) -> squeue::Entry {
+        if run.write.is_some() {
+            return self.write_entry(run);
+        }
         let read = &run.reads[0];
         let fd = types::Fd(read.fd);
         if run.reads.len() > 1 {
@@ -308,6 +385,32 @@ impl Shared {
         }
     }
 
+    /// The entry that writes `run`: `WRITEV` for several frames, else one
+    /// write (fixed if the frame is registered).
+    fn write_entry(&self, run: &Run) -> squeue::Entry {
+        let write = &run.reads[0];
+        let fd = types::Fd(write.fd);
+        if run.reads.len() > 1 {
+            return opcode::Writev::new(fd, run.iovecs.as_ptr(), run.iovecs.len() as u32)
+                .offset(write.offset)
+                .build();
+        }
+        let address = write.buf as usize;
+        match self.fixed {
+            Some(fixed)
+                if address >= fixed.base && address + PAGE_SIZE <= fixed.base + fixed.len =>
+            {
+                let index = (address - fixed.base) / FIXED_CHUNK_BYTES;
+                opcode::WriteFixed::new(fd, write.buf, PAGE_SIZE as u32, index as u16)
+                    .offset(write.offset)
+                    .build()
+            }
+            _ => opcode::Write::new(fd, write.buf, PAGE_SIZE as u32)
+                .offset(write.offset)
+                .build(),
+        }
+    }
+
     /// Pushes `entries` (room reserved) and enters the kernel to submit
     /// them, entering early whenever the submission queue is full.
     fn push_and_enter(&self, entries: impl Iterator<Item = squeue::Entry>) {
@@ -317,12 +420,13 @@ impl Shared {
         let mut queue = unsafe { self.ring.submission_shared() };
         for entry in entries {
             loop {
-                // SAFETY: the entry's buffers are claimed frames (or none,
-                // for the stop request), which stay mapped and untouched
-                // by anyone else until the reaper reports the read (see
+                // SAFETY: the entry's buffers are claimed frames (a read),
+                // frames latched by the writer that waits for this write,
+                // or none (the stop request); they stay mapped and nobody
+                // stores to them until the reaper reports the request (see
                 // `register` for the arena's lifetime); its user data is
                 // a box the reaper takes back exactly once, which also
-                // owns the iovecs a `READV` reads through.
+                // owns the iovecs a `READV` or `WRITEV` goes through.
                 let pushed = unsafe { queue.push(&entry) };
                 if pushed.is_ok() {
                     break;
@@ -407,6 +511,25 @@ impl Shared {
         }
         // SAFETY: as above; this completion is the box's last use.
         let run = unsafe { Box::from_raw(raw) };
+        if let Some((wait, first)) = &run.write {
+            for index in 0..run.reads.len() {
+                let outcome = if result < 0 {
+                    Err(io::Error::from_raw_os_error(-result))
+                } else if (result as usize) < (index + 1) * PAGE_SIZE {
+                    Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!(
+                            "short write: {result} bytes of a {}-page run",
+                            run.reads.len()
+                        ),
+                    ))
+                } else {
+                    Ok(PAGE_SIZE)
+                };
+                wait.record(first + index, outcome);
+            }
+            return true;
+        }
         for (index, read) in run.reads.iter().enumerate() {
             let outcome = if result < 0 {
                 Err(io::Error::from_raw_os_error(-result))

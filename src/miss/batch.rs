@@ -29,7 +29,7 @@ use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
 use crate::held::GuardKind;
-use crate::io::FrameRead;
+use crate::io::FrameIo;
 use crate::latch::{Blocked, Want};
 use crate::page::{PageId, PAGE_SIZE};
 use crate::pool::{BufferPool, WaitEnd};
@@ -68,7 +68,7 @@ impl Begun {
 /// Claimed frames waiting to be handed to the engine; submitted on drop.
 pub(crate) struct Submission<'pool> {
     pool: &'pool BufferPool,
-    reads: Vec<FrameRead>,
+    reads: Vec<FrameIo>,
 }
 
 impl<'pool> Submission<'pool> {
@@ -327,7 +327,7 @@ impl BufferPool {
             self.read_intents.want(frame_id, claim_version);
         }
         slot.stats.bump(Counter::ReadsStarted);
-        submission.reads.push(FrameRead {
+        submission.reads.push(FrameIo {
             frame_id,
             fd: fd.unwrap_or(-1),
             offset: page_id.page_no() * PAGE_SIZE as u64,

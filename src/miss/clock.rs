@@ -140,6 +140,8 @@ impl BufferPool {
     ) -> Result<()> {
         let _suspended = slot.suspend();
         if self.frames.meta(frame_id).latch.load() & DIRTY != 0 {
+            // The hand outran the background writer (if there is one).
+            self.writer_signal.kick();
             self.write_back_exclusive(frame_id, page_id, slot)?;
         }
         let file = self.file(page_id.file_id())?;

@@ -10,7 +10,7 @@
 //!
 //! | set        | holds                                               | emptied when |
 //! |------------|-----------------------------------------------------|--------------|
-//! | `unsynced` | page → sequence number of its last write-back       | a sync that began after that write succeeds |
+//! | `unsynced` | page → sequence number of its last write-back, and the oldest recovery LSN it was written with | a sync that began after that write succeeds |
 //! | `retained` | the image of each unsynced page that was evicted    | the same     |
 //! | `rewrite`  | pages a failed sync covered                         | a flush has marked them dirty again |
 //!
@@ -44,7 +44,8 @@ struct AlignedPage([u8; PAGE_SIZE]);
 #[derive(Default)]
 struct TrackerState {
     next_seq: u64,
-    unsynced: BTreeMap<u64, u64>,
+    /// page → (sequence number, recovery LSN).
+    unsynced: BTreeMap<u64, (u64, u64)>,
     retained: HashMap<u64, Box<AlignedPage>>,
     rewrite: BTreeSet<u64>,
 }
@@ -70,14 +71,38 @@ impl std::fmt::Debug for SyncTracker {
 }
 
 impl SyncTracker {
-    /// Records a completed write-back of `page_no`; returns how many pages
-    /// are now unsynced.
-    pub(crate) fn note_written(&self, page_no: u64) -> usize {
+    /// Records a completed write-back of `page_no`, whose recovery LSN
+    /// (the first change since it was last durable) was `recovery_lsn`;
+    /// returns how many pages are now unsynced. A page written twice
+    /// before a sync keeps the older recovery LSN: its first change is
+    /// still not durable.
+    pub(crate) fn note_written(&self, page_no: u64, recovery_lsn: u64) -> usize {
         let mut state = lock(&self.state);
         state.next_seq += 1;
         let seq = state.next_seq;
-        state.unsynced.insert(page_no, seq);
+        let entry = state.unsynced.entry(page_no).or_insert((seq, recovery_lsn));
+        *entry = (seq, entry.1.min(recovery_lsn));
         state.unsynced.len()
+    }
+
+    /// Every unsynced page and its recovery LSN, in page order.
+    pub(crate) fn unsynced_pages(&self) -> Vec<(u64, u64)> {
+        let state = lock(&self.state);
+        state
+            .unsynced
+            .iter()
+            .map(|(&page, &(_, lsn))| (page, lsn))
+            .collect()
+    }
+
+    /// Whether a failed sync left pages to be written again.
+    pub(crate) fn has_rewrites(&self) -> bool {
+        !lock(&self.state).rewrite.is_empty()
+    }
+
+    /// Whether any page is written and not yet synced.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        !lock(&self.state).unsynced.is_empty()
     }
 
     /// Whether `page_no` was written since the last successful sync.
@@ -112,7 +137,14 @@ impl SyncTracker {
 
     /// Notes the pages a sync about to start covers.
     pub(crate) fn begin_sync(&self) -> SyncSnapshot {
-        SyncSnapshot(lock(&self.state).unsynced.clone())
+        let state = lock(&self.state);
+        SyncSnapshot(
+            state
+                .unsynced
+                .iter()
+                .map(|(&page, &(seq, _))| (page, seq))
+                .collect(),
+        )
     }
 
     /// The sync succeeded: its pages are durable unless written since, or
@@ -121,7 +153,8 @@ impl SyncTracker {
     pub(crate) fn sync_succeeded(&self, snapshot: SyncSnapshot) {
         let mut state = lock(&self.state);
         for (page_no, seq) in snapshot.0 {
-            if state.unsynced.get(&page_no) == Some(&seq) && !state.rewrite.contains(&page_no) {
+            let same_write = state.unsynced.get(&page_no).map(|entry| entry.0) == Some(seq);
+            if same_write && !state.rewrite.contains(&page_no) {
                 state.unsynced.remove(&page_no);
                 state.retained.remove(&page_no);
             }
@@ -152,14 +185,19 @@ mod tests {
     #[test]
     fn a_successful_sync_clears_only_the_writes_it_covered() {
         let tracker = SyncTracker::default();
-        tracker.note_written(1);
-        tracker.note_written(2);
+        tracker.note_written(1, 10);
+        tracker.note_written(2, 20);
         tracker.retain_if_unsynced(2, |image| image.fill(7));
         tracker.retain_if_unsynced(9, |image| image.fill(7)); // never written: not kept
         let snapshot = tracker.begin_sync();
-        tracker.note_written(1); // written again while the sync runs
+        tracker.note_written(1, 30); // written again while the sync runs
         tracker.sync_succeeded(snapshot);
         assert!(tracker.is_unsynced(1), "the later write is not covered");
+        assert_eq!(
+            tracker.unsynced_pages(),
+            vec![(1, 10)],
+            "the older recovery LSN stays"
+        );
         assert!(!tracker.is_unsynced(2));
         assert!(tracker.with_retained(2, |_| ()).is_none());
         assert!(tracker.with_retained(9, |_| ()).is_none());
@@ -169,7 +207,7 @@ mod tests {
     #[test]
     fn a_failed_sync_keeps_everything_and_schedules_rewrites() {
         let tracker = SyncTracker::default();
-        tracker.note_written(3);
+        tracker.note_written(3, 5);
         tracker.retain_if_unsynced(3, |image| image.fill(9));
         let snapshot = tracker.begin_sync();
         tracker.sync_failed(snapshot);
@@ -187,7 +225,7 @@ mod tests {
     #[test]
     fn retained_images_are_aligned_for_direct_io() {
         let tracker = SyncTracker::default();
-        tracker.note_written(0);
+        tracker.note_written(0, 0);
         tracker.retain_if_unsynced(0, |image| image.fill(1));
         let addr = tracker
             .with_retained(0, |image| image.as_ptr() as usize)

@@ -1,6 +1,12 @@
-//! Write-back and flushing.
+//! Flushing, and the one-page write-back that evictions and waiting
+//! flushes use.
 //!
-//! # Writing a page back
+//! `flush_all`, `flush_file` and `flush_until` go through batches
+//! (`batch.rs`): one WAL flush per batch, many writes in flight. A page
+//! that a batch finds latched by someone is written afterwards on its
+//! own, by the path below, which waits for its latch.
+//!
+//! # Writing one page back
 //!
 //! Under the exclusive latch: call the write-ahead-log hook with the page's
 //! LSN (if it fails, stop: the page stays dirty), then stamp the checksum
@@ -31,20 +37,24 @@
 //! A failed `fdatasync` schedules every page it covered to be written again
 //! by the next flush, from memory: the pages still resident are marked
 //! dirty, the evicted ones load from the images the evictor retained (see
-//! [`crate::durability`]), never from the medium that may have lost them.
+//! [`crate::writeback::durability`]), never from the medium that may have lost them.
 
-use crate::durability::MAX_UNSYNCED_PAGES;
 use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
 use crate::held::GuardKind;
-use crate::latch::{Blocked, Want, DIRTY};
-use crate::page::{checksum, FileId, PageId, CHECKSUM_OFFSET, MAGIC};
-use crate::pool::{BufferPool, DataFile, WaitEnd};
+use crate::latch::{Blocked, Want, DIRTY, EXCL, FREE};
+use crate::page::{FileId, PageId};
+use crate::pool::{BufferPool, DataFile, PoolCore, WaitEnd};
 use crate::stats::Counter;
-use crate::sync::Ordering;
 use crate::undo::Undo;
 use crate::view::load_lsn;
+use crate::writeback::durability::MAX_UNSYNCED_PAGES;
+use crate::writeback::WriteOrigin;
+use crate::WalFlush;
+
+/// Pages per batch of a flush when no background writer sets it.
+const FLUSH_BATCH_PAGES: usize = 64;
 use std::panic::AssertUnwindSafe;
 
 /// What flushing one frame found.
@@ -56,6 +66,16 @@ enum FrameFlush {
 }
 
 impl BufferPool {
+    /// Marks dirty every page a failed sync of `file_id` covered, loading
+    /// those that were evicted, so that this flush writes them again.
+    fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
+        for page_no in file.sync.pending_rewrites() {
+            self.write(PageId::new(file_id, page_no))?.mark_dirty();
+            file.sync.rewrite_scheduled(page_no);
+        }
+        Ok(())
+    }
+
     /// Writes `page_id` back if it is dirty, then syncs its file.
     pub fn flush(&self, page_id: PageId) -> Result<()> {
         let file = self.file(page_id.file_id())?;
@@ -79,15 +99,51 @@ impl BufferPool {
         let slot = self.thread_slot();
         let _unpinned = slot.block(None)?;
         self.schedule_rewrites(file_id, &file)?;
-        let written = self.flush_frames(Some(file_id), &slot);
+        let written = self.flush_frames(&slot, |page_id, _, _| page_id.file_id() == file_id);
         let synced = self.sync_file(file_id, &file, &slot);
         written.and(synced)
     }
 
     /// Writes back every dirty page, then syncs every file. Every page is
-    /// attempted; the first error is returned and the pages that failed
-    /// stay dirty.
+    /// attempted, in batches (one WAL flush each, many writes in flight);
+    /// the first error is returned and the pages that failed stay dirty.
     pub fn flush_all(&self) -> Result<()> {
+        self.flush_matching(|_, _, _| true)
+    }
+
+    /// A fuzzy checkpoint's flush: writes back and syncs every page whose
+    /// recovery LSN is below `lsn` (see
+    /// [`dirty_pages`](Self::dirty_pages)), in batches with many writes
+    /// in flight, while other threads go on reading and writing. When it
+    /// returns `Ok`, every change made before the call whose page had a
+    /// recovery LSN below `lsn` is durable, so redo may start at `lsn`
+    /// (or at [`min_recovery_lsn`](Self::min_recovery_lsn), if lower).
+    ///
+    /// ```
+    /// use pagepool::{BufferPool, MemoryStorage, PoolConfig};
+    ///
+    /// let pool = BufferPool::open(PoolConfig::new(8))?;
+    /// let file = pool.open_storage(Box::new(MemoryStorage::new()))?;
+    /// for lsn in [10, 20, 30] {
+    ///     let (_, mut page) = pool.allocate(file)?;
+    ///     page.set_lsn(lsn);
+    /// }
+    /// pool.flush_until(25)?;
+    /// assert_eq!(pool.min_recovery_lsn(), Some(30));
+    /// # Ok::<(), pagepool::Error>(())
+    /// ```
+    pub fn flush_until(&self, lsn: u64) -> Result<()> {
+        // A page latched exclusively may hold a change its writer logged
+        // (below `lsn`) and has not released yet: wait for it too.
+        self.flush_matching(|_, recovery_lsn, state| match recovery_lsn {
+            Some(rec) => rec < lsn,
+            None => state & (EXCL | FREE) == EXCL,
+        })
+    }
+
+    /// Writes the frames `wanted` accepts (page id, recovery LSN, state
+    /// word), then syncs every file with unsynced writes.
+    fn flush_matching(&self, wanted: impl Fn(PageId, Option<u64>, u64) -> bool) -> Result<()> {
         let slot = self.thread_slot();
         let _unpinned = slot.block(None)?;
         let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -95,31 +151,56 @@ impl BufferPool {
         for (index, file) in files.iter().enumerate() {
             result = result.and(self.schedule_rewrites(FileId(index as u16), file));
         }
-        result = result.and(self.flush_frames(None, &slot));
+        result = result.and(self.flush_frames(&slot, wanted));
         for (index, file) in files.iter().enumerate() {
-            let synced = self.sync_file(FileId(index as u16), file, &slot);
-            result = result.and(synced);
+            if file.sync.has_unsynced() || file.sync.has_rewrites() {
+                let synced = self.sync_file(FileId(index as u16), file, &slot);
+                result = result.and(synced);
+            }
         }
         result
     }
 
-    fn flush_frames(&self, only: Option<FileId>, slot: &ThreadSlot) -> Result<()> {
+    /// Writes back, in batches, every frame `wanted` accepts (given its
+    /// recovery LSN and state) that is dirty or being written, or that it
+    /// accepts while latched exclusively; a frame someone holds is then
+    /// written on its own, waiting for its latch.
+    fn flush_frames(
+        &self,
+        slot: &ThreadSlot,
+        wanted: impl Fn(PageId, Option<u64>, u64) -> bool,
+    ) -> Result<()> {
+        let batch_pages = self
+            .config
+            .background_writer
+            .map_or(FLUSH_BATCH_PAGES, |writer| writer.batch_pages);
         let mut result = Ok(());
+        let mut candidates = Vec::new();
         for frame_id in 0..self.frames.frame_count() {
             let meta = self.frames.meta(frame_id);
-            if meta.latch.load() & DIRTY == 0 {
+            let recovery_lsn = self.recovery_lsns.get(frame_id);
+            let state = meta.latch.load();
+            if state & (DIRTY | EXCL) == 0 && recovery_lsn.is_none() {
                 continue;
             }
             let Some(page_id) = meta.page_id() else {
                 continue;
             };
-            if only.is_some_and(|file_id| file_id != page_id.file_id()) {
-                continue;
+            if wanted(page_id, recovery_lsn, state) {
+                candidates.push(frame_id);
             }
+        }
+        let mut busy = Vec::new();
+        for batch in candidates.chunks(batch_pages) {
+            let outcome = self.write_batch(&self.engine, batch, slot, WriteOrigin::Flush);
+            busy.extend(outcome.busy);
+            if let Some(error) = outcome.error {
+                result = result.and(Err(error));
+            }
+        }
+        for (frame_id, page_id) in busy {
             if let Err(error) = self.flush_frame(frame_id, page_id, slot) {
-                if result.is_ok() {
-                    result = Err(error);
-                }
+                result = result.and(Err(error));
             }
         }
         result
@@ -177,13 +258,17 @@ impl BufferPool {
             meta.latch.redirty();
             self.release_shared(frame_id);
         });
-        self.write_frame(frame_id, page_id, slot)?;
+        self.write_frame(frame_id, page_id, slot, WriteOrigin::Flush)?;
         shared.disarm();
         self.release_shared(frame_id);
         Ok(FrameFlush::Done)
     }
+}
 
-    /// Stamps and writes a frame held exclusively (eviction).
+impl PoolCore {
+    /// Stamps and writes a frame held exclusively (eviction by a
+    /// faulting thread: the write-back the background writer is there to
+    /// make rare).
     pub(crate) fn write_back_exclusive(
         &self,
         frame_id: FrameId,
@@ -191,35 +276,37 @@ impl BufferPool {
         slot: &ThreadSlot,
     ) -> Result<()> {
         self.stamp(frame_id, page_id)?;
-        self.write_frame(frame_id, page_id, slot)
+        self.write_frame(frame_id, page_id, slot, WriteOrigin::Eviction)
     }
 
-    /// Calls the WAL hook with the page's LSN, then stamps the checksum and
-    /// magic. The caller holds the frame exclusively.
+    /// Calls the WAL hook with the page's LSN (a batch of one), then
+    /// stamps the checksum and magic. The caller holds the frame
+    /// exclusively.
     fn stamp(&self, frame_id: FrameId, page_id: PageId) -> Result<()> {
-        let words = self.frames.words(frame_id);
         if let Some(hook) = &self.config.wal_hook {
-            let lsn = load_lsn(words);
-            hook(lsn).map_err(|source| Error::WalHook {
+            let lsn = load_lsn(self.frames.words(frame_id));
+            let slot = self.epoch.slot();
+            slot.stats.bump(Counter::WalFlushes);
+            hook(&WalFlush::new(&[(page_id, lsn)])).map_err(|source| Error::WalHook {
                 page_id,
                 lsn,
                 source,
             })?;
         }
-        // SAFETY: the caller holds the exclusive latch and nothing stores to
-        // the frame while the closure runs (the stamp is stored after).
-        let crc = unsafe {
-            self.frames
-                .with_bytes(frame_id, |bytes| checksum(bytes, page_id.page_no()))
-        };
-        let trailer = u64::from(crc) | (u64::from(u32::from_le_bytes(MAGIC)) << 32);
-        words[CHECKSUM_OFFSET / 8].store(trailer.to_le(), Ordering::Relaxed);
+        self.stamp_checksum(frame_id, page_id);
         Ok(())
     }
 
-    /// Writes a frame to its file. The caller holds a latch on the frame
-    /// and stores nothing to it meanwhile.
-    fn write_frame(&self, frame_id: FrameId, page_id: PageId, slot: &ThreadSlot) -> Result<()> {
+    /// Writes a frame to its file and records the write (with the frame's
+    /// recovery LSN, which it then clears). The caller holds a latch on
+    /// the frame and stores nothing to it meanwhile.
+    fn write_frame(
+        &self,
+        frame_id: FrameId,
+        page_id: PageId,
+        slot: &ThreadSlot,
+        origin: WriteOrigin,
+    ) -> Result<()> {
         let file = self.file(page_id.file_id())?;
         slot.stats.bump(Counter::IoWrites);
         // SAFETY: the caller holds the frame's latch (shared, or exclusive
@@ -230,8 +317,14 @@ impl BufferPool {
             })
         };
         written.map_err(|source| Error::Write { page_id, source })?;
-        slot.stats.bump(Counter::WriteBacks);
-        self.note_written(page_id, &file, slot)
+        self.count_write_back(slot, origin);
+        let recovery_lsn = self
+            .recovery_lsns
+            .get(frame_id)
+            .unwrap_or_else(|| load_lsn(self.frames.words(frame_id)));
+        let noted = self.note_written(page_id, recovery_lsn, &file, slot);
+        self.recovery_lsns.clear(frame_id);
+        noted
     }
 
     /// Syncs a file. On failure, every page written since the last
@@ -266,19 +359,15 @@ impl BufferPool {
 
     /// Records a page write-back for the next sync; syncs unasked when the
     /// record is full.
-    fn note_written(&self, page_id: PageId, file: &DataFile, slot: &ThreadSlot) -> Result<()> {
-        if file.sync.note_written(page_id.page_no()) >= MAX_UNSYNCED_PAGES {
+    fn note_written(
+        &self,
+        page_id: PageId,
+        recovery_lsn: u64,
+        file: &DataFile,
+        slot: &ThreadSlot,
+    ) -> Result<()> {
+        if file.sync.note_written(page_id.page_no(), recovery_lsn) >= MAX_UNSYNCED_PAGES {
             self.sync_file(page_id.file_id(), file, slot)?;
-        }
-        Ok(())
-    }
-
-    /// Marks dirty every page a failed sync of `file_id` covered, loading
-    /// those that were evicted, so that this flush writes them again.
-    fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
-        for page_no in file.sync.pending_rewrites() {
-            self.write(PageId::new(file_id, page_no))?.mark_dirty();
-            file.sync.rewrite_scheduled(page_no);
         }
         Ok(())
     }
