@@ -29,6 +29,7 @@ checker_base() {
         shuttle-io) echo "cargo test --release --features shuttle,internals --test shuttle_io" ;;
         shuttle-writeback) echo "cargo test --release --features shuttle,internals --test shuttle_writeback" ;;
         writeback) echo "cargo test --test writeback" ;;
+        crash-wal) echo "cargo test --release --test crash_wal" ;;
         engine) echo "cargo test --test engine" ;;
         async) echo "cargo test --test async_api" ;;
         olc) echo "cargo test --test olc" ;;
