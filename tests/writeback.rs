@@ -89,12 +89,14 @@ fn checked_pool(frames: usize) -> (BufferPool, Arc<WalChecked>, Arc<AtomicU64>) 
     let store = Arc::new(WalChecked::default());
     let calls = Arc::new(AtomicU64::new(0));
     let (log, counted) = (Arc::clone(&store), Arc::clone(&calls));
-    let pool = BufferPool::open(PoolConfig::new(frames).wal_hook(move |lsn| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        log.durable_lsn.fetch_max(lsn, Ordering::SeqCst);
-        Ok(())
-    }))
-    .unwrap();
+    let config = PoolConfig::new(frames)
+        .checkpoint_pages_in_flight(64)
+        .wal_hook(move |lsn| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            log.durable_lsn.fetch_max(lsn, Ordering::SeqCst);
+            Ok(())
+        });
+    let pool = BufferPool::open(config).unwrap();
     (pool, store, calls)
 }
 

@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Measure page-read throughput and latency (prints a table).
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Check every page's checksum in a data file and list the bad pages.
     Verify {
         /// The data file.

@@ -554,3 +554,49 @@ fn bench_runs_batched_async_and_scan_rows_on_both_engines() {
         }
     }
 }
+
+#[test]
+fn bench_runs_the_writing_workloads_with_the_writer_on_and_off_and_checkpoints() {
+    let dir = scratch("bench_writeback");
+    let report = run_bench(
+        &dir,
+        &[
+            "--workload",
+            "mixed,write-heavy",
+            "--impl",
+            "pagepool,mutex-lru",
+            "--writer",
+            "off,on",
+            "--checkpoint-ms",
+            "100",
+            "--threads",
+            "2",
+        ],
+    );
+    let results = report["results"].as_array().unwrap();
+    // Two pagepool rows (writer off, on) and one mutex-lru row each.
+    assert_eq!(results.len(), 2 * 3, "{results:#?}");
+    for row in results {
+        let name = row["impl"].as_str().unwrap();
+        assert!(row["checked_words"].as_u64().unwrap() > 0, "{row:#}");
+        match name {
+            "pagepool[writer]" | "pagepool[no-writer]" => {
+                let writer_on = name == "pagepool[writer]";
+                assert_eq!(row["writer"], if writer_on { "on" } else { "off" });
+                let by_writer = row["writer_write_backs"].as_u64().unwrap();
+                assert_eq!(by_writer > 0, writer_on, "{row:#}");
+                assert!(row["eviction_write_backs"].is_u64(), "{row:#}");
+                assert!(row["checkpoints"].as_u64().unwrap() > 0, "{row:#}");
+                assert!(
+                    row["checkpoint_ops_ratio"].as_f64().unwrap() > 0.0,
+                    "{row:#}"
+                );
+            }
+            "mutex-lru" => {
+                assert!(row.get("writer").is_none(), "{row:#}");
+                assert!(row.get("checkpoints").is_none(), "{row:#}");
+            }
+            other => panic!("unexpected row {other}"),
+        }
+    }
+}

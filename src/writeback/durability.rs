@@ -95,6 +95,15 @@ impl SyncTracker {
             .collect()
     }
 
+    /// Whether a background pass should sync the file: the retained
+    /// images have reached half their bound (an eviction would sync at
+    /// the bound), or the unsynced record a sixteenth of its.
+    pub(crate) fn wants_sync(&self) -> bool {
+        let state = lock(&self.state);
+        state.retained.len() >= MAX_RETAINED_PAGES / 2
+            || state.unsynced.len() >= MAX_UNSYNCED_PAGES / 16
+    }
+
     /// Whether a failed sync left pages to be written again.
     pub(crate) fn has_rewrites(&self) -> bool {
         !lock(&self.state).rewrite.is_empty()

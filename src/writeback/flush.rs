@@ -53,8 +53,6 @@ use crate::writeback::durability::MAX_UNSYNCED_PAGES;
 use crate::writeback::WriteOrigin;
 use crate::WalFlush;
 
-/// Pages per batch of a flush when no background writer sets it.
-const FLUSH_BATCH_PAGES: usize = 64;
 use std::panic::AssertUnwindSafe;
 
 /// What flushing one frame found.
@@ -99,7 +97,9 @@ impl BufferPool {
         let slot = self.thread_slot();
         let _unpinned = slot.block(None)?;
         self.schedule_rewrites(file_id, &file)?;
-        let written = self.flush_frames(&slot, |page_id, _, _| page_id.file_id() == file_id);
+        let written = self.flush_frames(&slot, self.config.flush_batch_pages, |page_id, _, _| {
+            page_id.file_id() == file_id
+        });
         let synced = self.sync_file(file_id, &file, &slot);
         written.and(synced)
     }
@@ -108,13 +108,15 @@ impl BufferPool {
     /// attempted, in batches (one WAL flush each, many writes in flight);
     /// the first error is returned and the pages that failed stay dirty.
     pub fn flush_all(&self) -> Result<()> {
-        self.flush_matching(|_, _, _| true)
+        self.flush_matching(self.config.flush_batch_pages, |_, _, _| true)
     }
 
     /// A fuzzy checkpoint's flush: writes back and syncs every page whose
     /// recovery LSN is below `lsn` (see
-    /// [`dirty_pages`](Self::dirty_pages)), in batches with many writes
-    /// in flight, while other threads go on reading and writing. When it
+    /// [`dirty_pages`](Self::dirty_pages)), in batches of
+    /// [`PoolConfig::checkpoint_pages_in_flight`](crate::PoolConfig::checkpoint_pages_in_flight)
+    /// pages in page order (consecutive pages as one request), while
+    /// other threads go on reading and writing. When it
     /// returns `Ok`, every change made before the call whose page had a
     /// recovery LSN below `lsn` is durable, so redo may start at `lsn`
     /// (or at [`min_recovery_lsn`](Self::min_recovery_lsn), if lower).
@@ -135,7 +137,8 @@ impl BufferPool {
     pub fn flush_until(&self, lsn: u64) -> Result<()> {
         // A page latched exclusively may hold a change its writer logged
         // (below `lsn`) and has not released yet: wait for it too.
-        self.flush_matching(|_, recovery_lsn, state| match recovery_lsn {
+        let in_flight = self.config.checkpoint_pages_in_flight;
+        self.flush_matching(in_flight, |_, recovery_lsn, state| match recovery_lsn {
             Some(rec) => rec < lsn,
             None => state & (EXCL | FREE) == EXCL,
         })
@@ -143,7 +146,11 @@ impl BufferPool {
 
     /// Writes the frames `wanted` accepts (page id, recovery LSN, state
     /// word), then syncs every file with unsynced writes.
-    fn flush_matching(&self, wanted: impl Fn(PageId, Option<u64>, u64) -> bool) -> Result<()> {
+    fn flush_matching(
+        &self,
+        batch_pages: usize,
+        wanted: impl Fn(PageId, Option<u64>, u64) -> bool,
+    ) -> Result<()> {
         let slot = self.thread_slot();
         let _unpinned = slot.block(None)?;
         let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -151,7 +158,7 @@ impl BufferPool {
         for (index, file) in files.iter().enumerate() {
             result = result.and(self.schedule_rewrites(FileId(index as u16), file));
         }
-        result = result.and(self.flush_frames(&slot, wanted));
+        result = result.and(self.flush_frames(&slot, batch_pages, wanted));
         for (index, file) in files.iter().enumerate() {
             if file.sync.has_unsynced() || file.sync.has_rewrites() {
                 let synced = self.sync_file(FileId(index as u16), file, &slot);
@@ -168,12 +175,10 @@ impl BufferPool {
     fn flush_frames(
         &self,
         slot: &ThreadSlot,
+        batch_pages: usize,
         wanted: impl Fn(PageId, Option<u64>, u64) -> bool,
     ) -> Result<()> {
-        let batch_pages = self
-            .config
-            .background_writer
-            .map_or(FLUSH_BATCH_PAGES, |writer| writer.batch_pages);
+        let batch_pages = batch_pages.max(1);
         let mut result = Ok(());
         let mut candidates = Vec::new();
         for frame_id in 0..self.frames.frame_count() {
@@ -190,6 +195,8 @@ impl BufferPool {
                 candidates.push(frame_id);
             }
         }
+        // In page order: consecutive pages of a batch go as one request.
+        candidates.sort_unstable_by_key(|&frame_id| self.frames.meta(frame_id).page_id_raw());
         let mut busy = Vec::new();
         for batch in candidates.chunks(batch_pages) {
             let outcome = self.write_batch(&self.engine, batch, slot, WriteOrigin::Flush);

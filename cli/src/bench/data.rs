@@ -226,7 +226,7 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 pub fn ensure_copy(base: &Path, imp: &str, pages: u64) -> Result<PathBuf> {
     let dir = base.parent().unwrap_or(Path::new("."));
     let name = path_for(Path::new(""), pages);
-    let path = dir.join(format!("mixed-{imp}-{}", name.display()));
+    let path = dir.join(format!("{imp}-{}", name.display()));
     let want = pages * PAGE_SIZE as u64;
     if std::fs::metadata(&path).is_ok_and(|meta| meta.is_file() && meta.len() == want) {
         return Ok(path);

@@ -89,6 +89,10 @@ const SEED: u64 = 0x5EED_0FBA_5EBA_1100;
 /// The start gate and stop flag the threads of one run share.
 #[derive(Debug, Default)]
 pub struct Gate {
+    /// Operations done so far by the general loop (`mixed`,
+    /// `write-heavy`), a batch at a time: what the checkpoint thread
+    /// measures throughput with.
+    pub(super) progress: std::sync::atomic::AtomicU64,
     pub(super) ready: AtomicUsize,
     pub(super) go: AtomicBool,
     pub(super) stop: AtomicBool,
@@ -485,6 +489,9 @@ impl<'a> Driver<'a> {
             self.finish(next, value)?;
         }
         self.ops += BATCH;
+        if let Mode::Timed { gate } = self.mode {
+            gate.progress.fetch_add(BATCH, Ordering::Relaxed);
+        }
         Ok(())
     }
 

@@ -97,6 +97,18 @@ pub struct BenchArgs {
     #[arg(long = "engine", value_delimiter = ',', default_values_t = [EngineArg::Auto])]
     pub engines: Vec<EngineArg>,
 
+    /// Whether pagepool's pools run the background writer, side by side
+    /// (comma-separated: off, on). With both, each pagepool row's name says
+    /// which, as `pagepool[writer]` and `pagepool[no-writer]`.
+    #[arg(long = "writer", value_delimiter = ',', default_values_t = [WriterArg::Off])]
+    pub writers: Vec<WriterArg>,
+
+    /// Run a fuzzy checkpoint (`flush_until` of every change so far) this
+    /// often during the writing workloads' runs, in ms (0: none), and
+    /// report the throughput while one runs against while none does.
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_ms: u64,
+
     /// Pages per `read_many` batch (pagepool-batch).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -119,6 +131,25 @@ pub struct BenchArgs {
     /// down); every run's ops/s is kept in the JSON.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+}
+
+/// A `--writer` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriterArg {
+    /// No background writer: faulting threads write dirty victims back.
+    Off,
+    /// The pool's background writer keeps the frames ahead of the clock
+    /// clean.
+    On,
+}
+
+impl std::fmt::Display for WriterArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriterArg::Off => "off",
+            WriterArg::On => "on",
+        })
+    }
 }
 
 /// A `--engine` value.
@@ -162,8 +193,8 @@ impl std::fmt::Display for EngineArg {
 
 impl BenchArgs {
     fn validate(&self) -> Result<()> {
-        if self.engines.is_empty() {
-            bail!("--engine needs at least one value");
+        if self.engines.is_empty() || self.writers.is_empty() {
+            bail!("--engine and --writer need at least one value");
         }
         if self.batch == 0 || self.batch > 4096 {
             bail!("--batch {}: expected 1 to 4096", self.batch);
@@ -344,8 +375,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .workloads
         .iter()
         .map(|&w| {
-            variants(&impls, &args.engines)
-                .filter(|(i, _)| i.supports(w))
+            variants(&impls, &args.engines, &args.writers)
+                .filter(|(i, _, _)| i.supports(w))
                 .count()
                 * args.threads.len()
         })
@@ -389,8 +420,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         let pages = workload.pages(frames, file_pages);
         for &threads in &args.threads {
-            for (imp, engine) in variants(&impls, &args.engines) {
-                let name = row_name(imp, engine, &args.engines);
+            for (imp, engine, writer) in variants(&impls, &args.engines, &args.writers) {
+                let name = row_name(imp, engine, writer, args);
                 if !imp.supports(workload) {
                     if threads == args.threads[0] {
                         eprintln!("skipping {name} {}: not supported", workload.name());
@@ -398,7 +429,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     continue;
                 }
                 let run_path = if workload.writes() {
-                    data::ensure_copy(&path, imp.name(), pages)?
+                    data::ensure_copy(&path, &format!("{}-{}", workload.name(), name), pages)?
                 } else {
                     path.clone()
                 };
@@ -431,10 +462,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             tasks: args.tasks,
                             threads,
                             workload_scans: workload == Workload::ScanMiss,
+                            writer: writer == WriterArg::On,
                         },
                         pages,
                         timer_overhead_ns,
                         label: &label,
+                        checkpoint_ms: if imp.is_pool() { args.checkpoint_ms } else { 0 },
                     };
                     eprintln!("running {label} ...");
                     let outcome = runner::run(&spec).context(&what)?;
@@ -463,12 +496,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .iter()
             .position(|i| i.name() == base)
             .unwrap_or(args.impls.len() + usize::from(r.imp == "fio-uring"));
+        let suffix = r.imp.split('[').nth(1).unwrap_or("");
         let e = args
             .engines
             .iter()
-            .position(|e| r.imp.ends_with(&format!("[{e}]")))
+            .position(|e| suffix.split([',', ']']).any(|part| part == e.name()))
             .unwrap_or(0);
-        (w, i, e, r.threads)
+        let writer = usize::from(suffix.contains("no-writer"));
+        (w, i, e, writer, r.threads)
     };
     results.sort_by_key(rank);
     if args.fio
@@ -512,29 +547,42 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Each implementation with each engine it runs on: pagepool's with every
-/// `--engine`, the others once.
+/// Each implementation with each engine and writer setting it runs
+/// with: pagepool's with every `--engine` and `--writer`, the others once.
 fn variants<'a>(
     impls: &'a [ImplKind],
     engines: &'a [EngineArg],
-) -> impl Iterator<Item = (ImplKind, EngineArg)> + 'a {
+    writers: &'a [WriterArg],
+) -> impl Iterator<Item = (ImplKind, EngineArg, WriterArg)> + 'a {
     impls.iter().flat_map(move |&imp| {
-        let engines: &[EngineArg] = if imp.is_pool() {
-            engines
+        let (engines, writers): (&[EngineArg], &[WriterArg]) = if imp.is_pool() {
+            (engines, writers)
         } else {
-            &[EngineArg::Auto]
+            (&[EngineArg::Auto], &[WriterArg::Off])
         };
-        engines.iter().map(move |&engine| (imp, engine))
+        engines
+            .iter()
+            .flat_map(move |&engine| writers.iter().map(move |&writer| (imp, engine, writer)))
     })
 }
 
-/// A row's implementation name: with its engine when pagepool's rows run
-/// on several.
-fn row_name(imp: ImplKind, engine: EngineArg, engines: &[EngineArg]) -> String {
-    if imp.is_pool() && engines.len() > 1 {
-        format!("{}[{engine}]", imp.name())
-    } else {
+/// A row's implementation name: with its engine and writer setting when
+/// pagepool's rows run with several, as `pagepool[uring,writer]`.
+fn row_name(imp: ImplKind, engine: EngineArg, writer: WriterArg, args: &BenchArgs) -> String {
+    let mut parts = Vec::new();
+    if imp.is_pool() && args.engines.len() > 1 {
+        parts.push(engine.name().to_string());
+    }
+    if imp.is_pool() && args.writers.len() > 1 {
+        parts.push(match writer {
+            WriterArg::On => "writer".to_string(),
+            WriterArg::Off => "no-writer".to_string(),
+        });
+    }
+    if parts.is_empty() {
         imp.name().to_string()
+    } else {
+        format!("{}[{}]", imp.name(), parts.join(","))
     }
 }
 
@@ -618,6 +666,18 @@ fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) 
         pages_per_op: None,
         engine: Some(o.engine.0.clone()),
         queue_depth: Some(o.engine.1),
+        writer: imp.is_pool().then(|| o.writer.to_string()),
+        eviction_write_backs: o
+            .counters
+            .filter(|_| imp.is_pool())
+            .map(|c| c.eviction_write_backs),
+        writer_write_backs: o
+            .counters
+            .filter(|_| imp.is_pool())
+            .map(|c| c.writer_write_backs),
+        checkpoints: o.checkpoint.map(|c| c.count),
+        checkpoint_ms: o.checkpoint.map(|c| c.busy_ms),
+        checkpoint_ops_ratio: o.checkpoint.filter(|c| c.count > 0).map(|c| c.ops_ratio),
         note: o.memory_cap.map(|(limit, peak)| {
             let mib = |bytes: u64| bytes >> 20;
             match peak {
@@ -652,6 +712,18 @@ fn run_note(o: &RunOutcome, r: &RunResult) -> String {
             c.optimistic_retries,
             c.optimistic_fallbacks
         );
+        if c.eviction_write_backs + c.writer_write_backs > 0 {
+            note += &format!(
+                ", write-backs: {} by faulting threads, {} by the background writer",
+                c.eviction_write_backs, c.writer_write_backs
+            );
+        }
+        if let Some(cost) = o.checkpoint {
+            note += &format!(
+                ", {} checkpoints ({:.0} ms), throughput during them {:.2}x",
+                cost.count, cost.busy_ms, cost.ops_ratio
+            );
+        }
     } else {
         note += &format!(
             ", {} storage reads, {} major faults",

@@ -73,6 +73,26 @@ pub struct RunResult {
     /// own threads, fio's ioengine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// Whether pagepool's background writer ran (`on`, `off`; pagepool
+    /// rows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+    /// Write-backs done by threads that evicted a dirty page themselves
+    /// (pagepool rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_write_backs: Option<u64>,
+    /// Write-backs done by the background writer (pagepool rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_write_backs: Option<u64>,
+    /// With `--checkpoint-ms`: checkpoints completed during the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<u64>,
+    /// Their total time, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_ms: Option<f64>,
+    /// Throughput while a checkpoint ran over throughput while none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_ops_ratio: Option<f64>,
     /// The most reads one thread keeps in flight (fio: `iodepth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<usize>,
@@ -151,13 +171,14 @@ pub fn table(results: &[RunResult]) -> String {
         "pages/op",
         "io reads",
         "io writes",
+        "miss wb",
         "p50 ns",
         "p99 ns",
         "anon MiB",
         "cache MiB",
         "others cpu s",
     ];
-    let rows: Vec<[String; 18]> = results
+    let rows: Vec<[String; 19]> = results
         .iter()
         .map(|r| {
             [
@@ -174,6 +195,7 @@ pub fn table(results: &[RunResult]) -> String {
                 or_dash(r.pages_per_op.map(|p| format!("{p:.2}"))),
                 or_dash(r.io_reads),
                 or_dash(r.io_writes),
+                or_dash(r.eviction_write_backs),
                 r.p50_ns.to_string(),
                 r.p99_ns.to_string(),
                 format!("{:.0}", r.anon_mib),

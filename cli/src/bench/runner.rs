@@ -64,6 +64,20 @@ pub struct RunSpec<'a> {
     pub timer_overhead_ns: u64,
     /// What the progress bar says.
     pub label: &'a str,
+    /// Run a fuzzy checkpoint this often during the timed part (0: none;
+    /// writing workloads on implementations that have one).
+    pub checkpoint_ms: u64,
+}
+
+/// What the checkpoints of a run cost.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckpointCost {
+    /// Checkpoints completed.
+    pub count: u64,
+    /// Their total time, in ms.
+    pub busy_ms: f64,
+    /// Throughput while a checkpoint ran over throughput while none did.
+    pub ops_ratio: f64,
 }
 
 /// What one run measured.
@@ -100,6 +114,10 @@ pub struct RunOutcome {
     /// The engine that read the pages, and the most reads one thread kept
     /// in flight ([`Instance::engine`]).
     pub engine: (String, usize),
+    /// With `--checkpoint-ms`: what the checkpoints cost.
+    pub checkpoint: Option<CheckpointCost>,
+    /// Whether the pool ran its background writer (`on`, `off`).
+    pub writer: &'static str,
 }
 
 /// Marks the gate failed if its thread unwinds, so nobody waits for it.
@@ -283,6 +301,10 @@ fn measure(
         let os_before = Snapshot::now();
         gate.go.store(true, Ordering::Release);
         let started = Instant::now();
+        let checkpoints = (spec.checkpoint_ms > 0 && writes).then(|| {
+            let gate = &gate;
+            scope.spawn(move || checkpoint_loop(instance, gate, spec.checkpoint_ms, started))
+        });
         let deadline = started + spec.duration;
         loop {
             let now = Instant::now();
@@ -295,14 +317,19 @@ fn measure(
             std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
         }
         gate.stop.store(true, Ordering::SeqCst);
-        let results = join_all(workers);
+        let checkpoint = match checkpoints.map(|thread| thread.join()) {
+            Some(Ok(cost)) => Some(cost?),
+            Some(Err(_)) => bail!("the checkpoint thread panicked"),
+            None => None,
+        };
+        let results = join_all(workers).map(|drivers| (drivers, checkpoint));
         let os_after = Snapshot::now();
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
         Ok((results, before, os_before, os_after))
     })?;
-    let drivers = results?;
+    let (drivers, checkpoint) = results?;
     let after = instance.counters();
     let os = os_after?.since(os_before?);
     // The write logs of `mixed` are the benchmark's memory, not the
@@ -341,9 +368,55 @@ fn measure(
         checked_words: None,
         memory_cap: None,
         engine: instance.engine(),
+        checkpoint,
+        writer: if spec.setup.writer { "on" } else { "off" },
     };
     let logs = drivers.into_iter().map(|driver| driver.log).collect();
     Ok((outcome, logs))
+}
+
+/// Runs a checkpoint every `every_ms` until the run stops; measures the
+/// throughput (from the gate's progress count) while one runs and while
+/// none does.
+fn checkpoint_loop(
+    instance: &dyn Instance,
+    gate: &Gate,
+    every_ms: u64,
+    started: Instant,
+) -> Result<CheckpointCost> {
+    let progress = || gate.progress.load(Ordering::Relaxed);
+    let (mut busy_ops, mut busy) = (0u64, Duration::ZERO);
+    let mut count = 0;
+    loop {
+        let next = Instant::now() + Duration::from_millis(every_ms);
+        while Instant::now() < next {
+            if gate.stop.load(Ordering::SeqCst) {
+                let total = started.elapsed();
+                let idle = total.saturating_sub(busy).as_secs_f64();
+                let idle_ops = progress().saturating_sub(busy_ops) as f64;
+                let busy_rate = busy_ops as f64 / busy.as_secs_f64().max(1e-9);
+                let idle_rate = idle_ops / idle.max(1e-9);
+                return Ok(CheckpointCost {
+                    count,
+                    busy_ms: busy.as_secs_f64() * 1e3,
+                    ops_ratio: if count == 0 {
+                        0.0
+                    } else {
+                        busy_rate / idle_rate.max(1e-9)
+                    },
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (ops_before, at) = (progress(), Instant::now());
+        match instance.checkpoint() {
+            Some(done) => done.context("checkpoint")?,
+            None => bail!("--checkpoint-ms: this implementation has no checkpoint"),
+        }
+        busy += at.elapsed();
+        busy_ops += progress() - ops_before;
+        count += 1;
+    }
 }
 
 /// Joins every worker, returning their results or the first error (a

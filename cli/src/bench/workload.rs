@@ -33,6 +33,10 @@ pub enum Workload {
     /// 10 % writes of one u64 (dirty pages are evicted and written back);
     /// every written value is read back and checked after the run.
     Mixed,
+    /// Zipf (θ = 0.99) over a file 4× the pool: 50 % reads, 50 % writes of
+    /// one u64 (most evictions write a dirty page back); checked as
+    /// `mixed` is.
+    WriteHeavy,
     /// B+-tree: uniform random lookups of `--tuples` loaded tuples (an
     /// 8-byte key, a 120-byte value copied out).
     BtreeLookup,
@@ -54,6 +58,7 @@ impl Workload {
             Workload::UniformMiss => "uniform-miss",
             Workload::ScanMiss => "scan-miss",
             Workload::Mixed => "mixed",
+            Workload::WriteHeavy => "write-heavy",
             Workload::BtreeLookup => "btree-lookup",
             Workload::BtreeInsert => "btree-insert",
             Workload::BtreeScan => "btree-scan",
@@ -80,7 +85,7 @@ impl Workload {
 
     /// Whether it writes (and so runs on its own copy of the data file).
     pub fn writes(self) -> bool {
-        self == Workload::Mixed
+        matches!(self, Workload::Mixed | Workload::WriteHeavy)
     }
 
     /// Pages this workload touches, for a pool of `pool_frames` frames;
@@ -94,7 +99,7 @@ impl Workload {
             | Workload::BtreeInsert
             | Workload::BtreeScan
             | Workload::BtreeMixed => 0,
-            Workload::Zipf => file_pages.unwrap_or(4 * pool_frames),
+            Workload::Zipf | Workload::WriteHeavy => file_pages.unwrap_or(4 * pool_frames),
             Workload::UniformMiss | Workload::ScanMiss => file_pages.unwrap_or(8 * pool_frames),
             Workload::Mixed => file_pages.unwrap_or(2 * pool_frames),
         }
@@ -106,6 +111,9 @@ pub const ZIPF_THETA: f64 = 0.99;
 
 /// Share of `mixed` operations that write, in percent.
 pub const MIXED_WRITE_PERCENT: u64 = 10;
+
+/// Share of `write-heavy` operations that write, in percent.
+pub const WRITE_HEAVY_PERCENT: u64 = 50;
 
 /// Words of caller data in a page.
 pub const PAGE_WORDS: u64 = (PAGE_DATA_SIZE / 8) as u64;
@@ -319,15 +327,15 @@ impl Sampler {
     pub fn new(workload: Workload, pages: u64) -> Sampler {
         let pages = pages.max(1);
         let dist = match workload {
-            Workload::Zipf | Workload::Mixed => {
+            Workload::Zipf | Workload::Mixed | Workload::WriteHeavy => {
                 Dist::Zipf(Zipf::new(pages, ZIPF_THETA), Scatter::new(pages))
             }
             _ => Dist::Uniform,
         };
-        let write_below = if workload.writes() {
-            (u64::MAX / 100) * MIXED_WRITE_PERCENT
-        } else {
-            0
+        let write_below = match workload {
+            Workload::Mixed => (u64::MAX / 100) * MIXED_WRITE_PERCENT,
+            Workload::WriteHeavy => (u64::MAX / 100) * WRITE_HEAVY_PERCENT,
+            _ => 0,
         };
         Sampler {
             pages,

@@ -209,6 +209,8 @@ pub struct Setup<'a> {
     pub threads: usize,
     /// Whether the workload reads whole pages in order (`scan-miss`).
     pub workload_scans: bool,
+    /// Whether pagepool's pool runs its background writer.
+    pub writer: bool,
 }
 
 /// Per-thread counts of a baseline, published into [`SharedCounters`]
@@ -274,6 +276,10 @@ pub struct Counters {
     pub optimistic_retries: u64,
     /// Optimistic reads that fell back to a latch.
     pub optimistic_fallbacks: u64,
+    /// Write-backs done by threads that evicted a dirty page themselves.
+    pub eviction_write_backs: u64,
+    /// Write-backs done by a background writer.
+    pub writer_write_backs: u64,
 }
 
 impl Counters {
@@ -291,6 +297,12 @@ impl Counters {
             optimistic_fallbacks: self
                 .optimistic_fallbacks
                 .saturating_sub(earlier.optimistic_fallbacks),
+            eviction_write_backs: self
+                .eviction_write_backs
+                .saturating_sub(earlier.eviction_write_backs),
+            writer_write_backs: self
+                .writer_write_backs
+                .saturating_sub(earlier.writer_write_backs),
         }
     }
 
@@ -322,6 +334,23 @@ pub trait Instance: Sync {
     fn engine(&self) -> (String, usize) {
         ("sync".to_string(), 1)
     }
+
+    /// Runs a fuzzy checkpoint (every change so far made durable while the
+    /// threads go on), if the implementation has one.
+    fn checkpoint(&self) -> Option<Result<()>> {
+        None
+    }
+}
+
+/// The LSN of the last write of any pagepool row: each write takes the
+/// next one, as a WAL engine's log would give it.
+pub static LAST_LSN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fuzzy checkpoint of a pool: every page changed so far is written and
+/// synced, while the threads go on.
+fn pool_checkpoint(pool: &pagepool::BufferPool) -> Result<()> {
+    let lsn = LAST_LSN.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(pool.flush_until(lsn + 1)?)
 }
 
 /// What pagepool's pool reports as its engine, with the reads in flight
@@ -375,6 +404,8 @@ fn pool_counters(stats: pagepool::Stats) -> Counters {
         evictions: stats.evictions,
         optimistic_retries: stats.optimistic_retries,
         optimistic_fallbacks: stats.optimistic_fallbacks,
+        eviction_write_backs: stats.eviction_write_backs,
+        writer_write_backs: stats.writer_write_backs,
     }
 }
 
@@ -385,16 +416,21 @@ fn pool_write(
     offset: usize,
     value: u64,
 ) -> Result<u64> {
-    pin.write(page_id)?.store_u64(offset, value)?;
+    let mut page = pin.write(page_id)?;
+    page.store_u64(offset, value)?;
+    page.set_lsn(LAST_LSN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
     Ok(value)
 }
 
 /// Opens a pagepool pool of `setup.pool_frames` frames over the data file.
 fn open_pool(setup: &Setup<'_>) -> Result<(pagepool::BufferPool, pagepool::FileId)> {
     use crate::error::Context;
-    let config = pagepool::PoolConfig::new(setup.pool_frames)
+    let mut config = pagepool::PoolConfig::new(setup.pool_frames)
         .io_mode(pagepool::IoMode::Direct)
         .io_engine(setup.engine);
+    if setup.writer {
+        config = config.background_writer(pagepool::WriterConfig::default());
+    }
     let pool = pagepool::BufferPool::open(config).context("opening the pool")?;
     let file = pool
         .open_file(setup.path)

@@ -51,6 +51,10 @@ impl Instance for Optimistic {
     fn close(self: Box<Self>) -> Result<()> {
         Ok(self.pool.close()?)
     }
+
+    fn checkpoint(&self) -> Option<Result<()>> {
+        Some(super::pool_checkpoint(&self.pool))
+    }
 }
 
 /// A whole-page scan, out of line so that the point-read arm stays small
