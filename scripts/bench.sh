@@ -13,6 +13,11 @@
 #                                    # about 12 minutes): misses, batches,
 #                                    # tasks, scans, zipf, fio, the engines
 #                                    # side by side
+#   bash scripts/bench.sh writeback  # write-back (not in "all": about 10
+#                                    # minutes): mixed and write-heavy with
+#                                    # the background writer off and on next
+#                                    # to the equal-memory baselines, and
+#                                    # mixed with fuzzy checkpoints running
 #
 # fio is optional (apt-get install fio); without it the fio rows are
 # skipped with a note. The mmap-capped and pread-capped rows need a memory
@@ -62,6 +67,20 @@ if [[ "$what" == io ]]; then
     "$bench" bench --workload uniform-miss --impl pagepool,pagepool-batch,pagepool-async \
         --engine sync,worker,uring --threads 2 --seconds "$seconds" --repeat "$repeat" --fio \
         --json docs/bench-io-engines.json | tee docs/bench-io-engines.txt
+fi
+
+if [[ "$what" == writeback ]]; then
+    cargo build --release -p pagepool-cli
+    bench=./target/release/pagepool
+    "$bench" bench --workload mixed,write-heavy \
+        --impl pagepool,dashmap-rwlock,mutex-lru,mmap-capped,pread-capped --writer off,on \
+        --threads 2,32 --seconds "$seconds" --repeat "$repeat" \
+        --json docs/bench-writeback.json | tee docs/bench-writeback.txt
+    # Long runs, a checkpoint every 500 ms: the throughput while one runs
+    # against while none does.
+    "$bench" bench --workload mixed,write-heavy --impl pagepool --writer off,on --threads 2,32 \
+        --seconds 6 --repeat "$repeat" --checkpoint-ms 500 \
+        --json docs/bench-checkpoint.json | tee docs/bench-checkpoint.txt
 fi
 
 if [[ "$what" == btree ]]; then
