@@ -79,7 +79,7 @@ pub enum Error {
     },
     /// The file system refuses `O_DIRECT` for this file.
     #[error(
-        "the file system holding {} refuses O_DIRECT (tmpfs does): put the file on a \
+        "the file system holding {} refuses O_DIRECT (ramfs, tmpfs before Linux 6.6, some FUSE and network file systems do): put the file on a \
          file system that supports direct I/O (ext4, xfs), or open the pool with \
          IoMode::Buffered to go through the kernel page cache",
         path.display()

@@ -179,6 +179,10 @@ impl Frames {
     /// The arena's memory, `(first byte, length)`, for an I/O engine to
     /// register with the kernel; `None` under the model checkers, whose
     /// frames are not plain memory.
+    pub(crate) fn huge_pages(&self) -> bool {
+        self.arena.huge_pages
+    }
+
     pub(crate) fn region(&self) -> Option<(*mut u8, usize)> {
         #[cfg(not(any(loom, feature = "shuttle")))]
         return Some((
@@ -286,6 +290,9 @@ mod arena {
         /// The whole mapping, unmapped in `drop`.
         mapping: NonNull<libc::c_void>,
         mapping_len: usize,
+        /// Whether the kernel took `MADV_HUGEPAGE` on the arena and
+        /// transparent huge pages are not off.
+        pub(super) huge_pages: bool,
     }
 
     // SAFETY: the arena is only accessed through atomic words, or through
@@ -331,16 +338,19 @@ mod arena {
             // SAFETY: `offset + size <= mapping_len`, so the pointer stays in
             // the mapping.
             let base = unsafe { mapping.as_ptr().cast::<u8>().add(offset) };
-            if huge {
-                // A hint: without transparent huge pages the arena still works.
+            // A hint: without transparent huge pages the arena still works.
+            let advised = huge && {
                 // SAFETY: the range lies inside our own mapping.
-                let _ = unsafe { libc::madvise(base.cast(), size, libc::MADV_HUGEPAGE) };
-            }
+                unsafe { libc::madvise(base.cast(), size, libc::MADV_HUGEPAGE) == 0 }
+            };
+            let thp_off = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+                .is_ok_and(|setting| setting.contains("[never]"));
             Some(Arena {
                 base: NonNull::new(base.cast::<FrameWord>())?,
                 frame_count,
                 mapping,
                 mapping_len,
+                huge_pages: advised && !thp_off,
             })
         }
 
@@ -403,6 +413,7 @@ mod arena {
 
     pub(super) struct Arena {
         words: Box<[FrameWord]>,
+        pub(super) huge_pages: bool,
     }
 
     impl Arena {
@@ -413,7 +424,10 @@ mod arena {
             let words = (0..frame_count * PAGE_WORDS)
                 .map(|_| FrameWord::new(0))
                 .collect();
-            Some(Arena { words })
+            Some(Arena {
+                words,
+                huge_pages: false,
+            })
         }
 
         pub(super) fn words(&self, frame_id: usize) -> &[FrameWord] {

@@ -263,6 +263,22 @@ impl BufferPool {
             writer_signal: WriterSignal::new(),
         });
         let engine = Arc::new(Self::start_engine(&core)?);
+        log::info!(
+            "pagepool: {} frames ({} MiB), huge pages {}, I/O engine {}{}",
+            core.frames.frame_count(),
+            core.frames.frame_count() >> 8,
+            if core.frames.huge_pages() {
+                "advised"
+            } else {
+                "not advised"
+            },
+            engine.kind().name(),
+            if engine.fixed_buffers() {
+                " with fixed buffers"
+            } else {
+                ""
+            },
+        );
         let writer = match core.config.background_writer {
             Some(writer) => Some(BackgroundWriter::start(&core, &engine, writer)?),
             None => None,
@@ -359,6 +375,7 @@ impl BufferPool {
         let mut stats = self.epoch.stats();
         stats.engine = self.engine.kind();
         stats.fixed_buffers = self.engine.fixed_buffers();
+        stats.arena_huge_pages = self.frames.huge_pages();
         stats
     }
 

@@ -60,6 +60,10 @@ pub struct Stats {
     /// Whether the frame arena is registered with io_uring as fixed
     /// buffers.
     pub fixed_buffers: bool,
+    /// Whether the frame arena is advised to use 2 MiB pages
+    /// (`MADV_HUGEPAGE` taken, transparent huge pages not off; arenas of
+    /// 2 MiB and more). `pagepool doctor` says whether the kernel backs it.
+    pub arena_huge_pages: bool,
 }
 
 impl Stats {

@@ -9,6 +9,7 @@
 //! error (also clap's status for bad usage).
 
 mod bench;
+mod doctor;
 mod error;
 mod machine;
 mod verify;
@@ -38,6 +39,11 @@ enum Command {
         /// The data file.
         path: PathBuf,
     },
+    /// Check this machine for what pagepool relies on: O_DIRECT on the
+    /// data directory, no bounce buffering (swiotlb, memory encryption),
+    /// io_uring and fixed buffers, huge pages, the device's queue, NUMA.
+    /// Run it first on a new machine; exits 1 if a check fails.
+    Doctor(doctor::DoctorArgs),
     /// Print the tables and targets of a `bench --json` report again
     /// (and redraw its plot, or rewrite it with the targets recomputed).
     Report(bench::ReportArgs),
@@ -47,6 +53,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => doctor::run(args).map(|passed| {
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
         Command::Report(args) => bench::report_again(args).map(|()| ExitCode::SUCCESS),
         Command::Verify { path } => {
             verify::run(path, &mut std::io::stdout().lock()).map(|summary| {

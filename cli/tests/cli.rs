@@ -586,9 +586,13 @@ fn bench_runs_the_writing_workloads_with_the_writer_on_and_off_and_checkpoints()
                 let by_writer = row["writer_write_backs"].as_u64().unwrap();
                 assert_eq!(by_writer > 0, writer_on, "{row:#}");
                 assert!(row["eviction_write_backs"].is_u64(), "{row:#}");
+                let conditions = row["conditions"].as_str().unwrap();
+                assert!(conditions.contains("engine") && conditions.contains("huge pages"));
                 assert!(row["checkpoints"].as_u64().unwrap() > 0, "{row:#}");
                 assert!(
-                    row["checkpoint_ops_ratio"].as_f64().unwrap() > 0.0,
+                    // A batch of 256 operations is the ratio's grain: a
+                    // short checkpoint may see none complete.
+                    row["checkpoint_ops_ratio"].as_f64().unwrap() >= 0.0,
                     "{row:#}"
                 );
             }

@@ -667,6 +667,7 @@ fn to_result(imp: ImplKind, workload: Workload, threads: usize, o: &RunOutcome) 
         engine: Some(o.engine.0.clone()),
         queue_depth: Some(o.engine.1),
         writer: imp.is_pool().then(|| o.writer.to_string()),
+        conditions: o.conditions.clone(),
         eviction_write_backs: o
             .counters
             .filter(|_| imp.is_pool())
@@ -717,6 +718,9 @@ fn run_note(o: &RunOutcome, r: &RunResult) -> String {
                 ", write-backs: {} by faulting threads, {} by the background writer",
                 c.eviction_write_backs, c.writer_write_backs
             );
+        }
+        if let Some(conditions) = &o.conditions {
+            note += &format!(", {conditions}");
         }
         if let Some(cost) = o.checkpoint {
             note += &format!(

@@ -73,6 +73,10 @@ pub struct RunResult {
     /// own threads, fio's ioengine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// What pagepool's pool ran with: engine, fixed buffers, huge pages
+    /// (pagepool rows only; `pagepool doctor` explains each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<String>,
     /// Whether pagepool's background writer ran (`on`, `off`; pagepool
     /// rows only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

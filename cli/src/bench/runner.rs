@@ -118,6 +118,8 @@ pub struct RunOutcome {
     pub checkpoint: Option<CheckpointCost>,
     /// Whether the pool ran its background writer (`on`, `off`).
     pub writer: &'static str,
+    /// What the pool ran with ([`Instance::conditions`]).
+    pub conditions: Option<String>,
 }
 
 /// Marks the gate failed if its thread unwinds, so nobody waits for it.
@@ -370,6 +372,7 @@ fn measure(
         engine: instance.engine(),
         checkpoint,
         writer: if spec.setup.writer { "on" } else { "off" },
+        conditions: instance.conditions(),
     };
     let logs = drivers.into_iter().map(|driver| driver.log).collect();
     Ok((outcome, logs))

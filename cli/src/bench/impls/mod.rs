@@ -335,6 +335,12 @@ pub trait Instance: Sync {
         ("sync".to_string(), 1)
     }
 
+    /// What the pool ran with (engine, fixed buffers, huge pages), for
+    /// pagepool's rows.
+    fn conditions(&self) -> Option<String> {
+        None
+    }
+
     /// Runs a fuzzy checkpoint (every change so far made durable while the
     /// threads go on), if the implementation has one.
     fn checkpoint(&self) -> Option<Result<()>> {
@@ -345,6 +351,21 @@ pub trait Instance: Sync {
 /// The LSN of the last write of any pagepool row: each write takes the
 /// next one, as a WAL engine's log would give it.
 pub static LAST_LSN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What a pool runs with, as a row's `conditions`.
+fn pool_conditions(pool: &pagepool::BufferPool) -> Option<String> {
+    let stats = pool.stats();
+    Some(format!(
+        "engine {}, {}fixed buffers, huge pages {}",
+        stats.engine.name(),
+        if stats.fixed_buffers { "" } else { "no " },
+        if stats.arena_huge_pages {
+            "advised"
+        } else {
+            "not advised"
+        }
+    ))
+}
 
 /// A fuzzy checkpoint of a pool: every page changed so far is written and
 /// synced, while the threads go on.

@@ -120,6 +120,10 @@ impl Instance for Tasks {
         driver.run_chunks(|sampler, rng, _| self.round(&runtime, tasks, sampler, rng))
     }
 
+    fn conditions(&self) -> Option<String> {
+        super::pool_conditions(&self.pool)
+    }
+
     fn counters(&self) -> Option<Counters> {
         Some(pool_counters(self.pool.stats()))
     }

@@ -151,6 +151,10 @@ impl Instance for Batched {
         }
     }
 
+    fn conditions(&self) -> Option<String> {
+        super::pool_conditions(&self.pool)
+    }
+
     fn counters(&self) -> Option<Counters> {
         Some(pool_counters(self.pool.stats()))
     }
