@@ -126,6 +126,10 @@ pub struct PoolConfig {
     /// checkpoint leaves the device to the foreground reads (see
     /// [`PoolConfig::checkpoint_pages_in_flight`]).
     pub checkpoint_pages_in_flight: usize,
+    /// The most pages a second a checkpoint (`flush_until`) writes; 0 (the
+    /// default): as fast as its batches go. PostgreSQL's
+    /// `checkpoint_completion_target`, as a rate.
+    pub checkpoint_pages_per_sec: u64,
     /// How long a miss waits for a frame when every frame is latched.
     pub frame_wait_timeout_ms: u64,
     /// How long a thread waits for a latch another thread holds before it
@@ -157,6 +161,7 @@ impl PoolConfig {
             background_writer: None,
             flush_batch_pages: 64,
             checkpoint_pages_in_flight: 4,
+            checkpoint_pages_per_sec: 0,
             frame_wait_timeout_ms: 10_000,
             latch_wait_timeout_ms: 10_000,
             optimistic_retries: 8,
@@ -233,6 +238,14 @@ impl PoolConfig {
     /// 8 and 0.81× with 2 (BENCHMARKS.md).
     pub fn checkpoint_pages_in_flight(mut self, pages: usize) -> PoolConfig {
         self.checkpoint_pages_in_flight = pages;
+        self
+    }
+
+    /// Paces checkpoints (`flush_until`) to at most `pages` pages a
+    /// second (0: unpaced, the default): a checkpoint then takes longer
+    /// and leaves more of the device to the foreground while it runs.
+    pub fn checkpoint_pages_per_sec(mut self, pages: u64) -> PoolConfig {
+        self.checkpoint_pages_per_sec = pages;
         self
     }
 
@@ -334,6 +347,7 @@ impl fmt::Debug for PoolConfig {
                 "checkpoint_pages_in_flight",
                 &self.checkpoint_pages_in_flight,
             )
+            .field("checkpoint_pages_per_sec", &self.checkpoint_pages_per_sec)
             .field("frame_wait_timeout_ms", &self.frame_wait_timeout_ms)
             .field("latch_wait_timeout_ms", &self.latch_wait_timeout_ms)
             .field("optimistic_retries", &self.optimistic_retries)

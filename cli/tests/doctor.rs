@@ -280,6 +280,17 @@ fn bounce_buffers_forced_in_use_idle_or_unknown() {
     ]);
     assert_eq!(status(&report, "memory_encryption").0, "fail");
     assert_eq!(status(&report, "bounce_buffers").0, "fail");
+    // An SNP guest whose CPU flags say nothing, known by its device node.
+    let root = dir.join("sev-guest-node");
+    put(&root, "proc/cpuinfo", "flags : fpu hypervisor\n");
+    put(&root, "dev/sev-guest", "");
+    let (report, _) = doctor(&[
+        "--dir",
+        data.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&report, "memory_encryption").0, "fail", "{report:#}");
     // Nothing readable at all: unknown, with a reason.
     let root = dir.join("empty");
     std::fs::create_dir_all(&root).unwrap();

@@ -55,6 +55,36 @@ use crate::WalFlush;
 
 use std::panic::AssertUnwindSafe;
 
+/// How fast a flush writes: pages per batch, and at most so many pages a
+/// second (0: as fast as the batches go).
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    batch_pages: usize,
+    pages_per_sec: u64,
+}
+
+impl Pace {
+    /// `flush_all`'s and `flush_file`'s: big batches, unpaced.
+    fn flush(config: &crate::PoolConfig) -> Pace {
+        Pace {
+            batch_pages: config.flush_batch_pages,
+            pages_per_sec: 0,
+        }
+    }
+
+    /// Sleeps until `written` pages are due at this pace (the caller is
+    /// unpinned).
+    fn wait(self, started: std::time::Instant, written: usize) {
+        if self.pages_per_sec == 0 || cfg!(any(loom, feature = "shuttle")) {
+            return;
+        }
+        let due = std::time::Duration::from_secs_f64(written as f64 / self.pages_per_sec as f64);
+        if let Some(left) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(left);
+        }
+    }
+}
+
 /// What flushing one frame found.
 enum FrameFlush {
     /// The page was clean or has been written.
@@ -97,7 +127,7 @@ impl BufferPool {
         let slot = self.thread_slot();
         let _unpinned = slot.block(None)?;
         self.schedule_rewrites(file_id, &file)?;
-        let written = self.flush_frames(&slot, self.config.flush_batch_pages, |page_id, _, _| {
+        let written = self.flush_frames(&slot, Pace::flush(&self.config), |page_id, _, _| {
             page_id.file_id() == file_id
         });
         let synced = self.sync_file(file_id, &file, &slot);
@@ -108,7 +138,7 @@ impl BufferPool {
     /// attempted, in batches (one WAL flush each, many writes in flight);
     /// the first error is returned and the pages that failed stay dirty.
     pub fn flush_all(&self) -> Result<()> {
-        self.flush_matching(self.config.flush_batch_pages, |_, _, _| true)
+        self.flush_matching(Pace::flush(&self.config), |_, _, _| true)
     }
 
     /// A fuzzy checkpoint's flush: writes back and syncs every page whose
@@ -137,8 +167,11 @@ impl BufferPool {
     pub fn flush_until(&self, lsn: u64) -> Result<()> {
         // A page latched exclusively may hold a change its writer logged
         // (below `lsn`) and has not released yet: wait for it too.
-        let in_flight = self.config.checkpoint_pages_in_flight;
-        self.flush_matching(in_flight, |_, recovery_lsn, state| match recovery_lsn {
+        let pace = Pace {
+            batch_pages: self.config.checkpoint_pages_in_flight,
+            pages_per_sec: self.config.checkpoint_pages_per_sec,
+        };
+        self.flush_matching(pace, |_, recovery_lsn, state| match recovery_lsn {
             Some(rec) => rec < lsn,
             None => state & (EXCL | FREE) == EXCL,
         })
@@ -148,7 +181,7 @@ impl BufferPool {
     /// word), then syncs every file with unsynced writes.
     fn flush_matching(
         &self,
-        batch_pages: usize,
+        pace: Pace,
         wanted: impl Fn(PageId, Option<u64>, u64) -> bool,
     ) -> Result<()> {
         let slot = self.thread_slot();
@@ -158,7 +191,7 @@ impl BufferPool {
         for (index, file) in files.iter().enumerate() {
             result = result.and(self.schedule_rewrites(FileId(index as u16), file));
         }
-        result = result.and(self.flush_frames(&slot, batch_pages, wanted));
+        result = result.and(self.flush_frames(&slot, pace, wanted));
         for (index, file) in files.iter().enumerate() {
             if file.sync.has_unsynced() || file.sync.has_rewrites() {
                 let synced = self.sync_file(FileId(index as u16), file, &slot);
@@ -175,10 +208,10 @@ impl BufferPool {
     fn flush_frames(
         &self,
         slot: &ThreadSlot,
-        batch_pages: usize,
+        pace: Pace,
         wanted: impl Fn(PageId, Option<u64>, u64) -> bool,
     ) -> Result<()> {
-        let batch_pages = batch_pages.max(1);
+        let batch_pages = pace.batch_pages.max(1);
         let mut result = Ok(());
         let mut candidates = Vec::new();
         for frame_id in 0..self.frames.frame_count() {
@@ -198,7 +231,9 @@ impl BufferPool {
         // In page order: consecutive pages of a batch go as one request.
         candidates.sort_unstable_by_key(|&frame_id| self.frames.meta(frame_id).page_id_raw());
         let mut busy = Vec::new();
-        for batch in candidates.chunks(batch_pages) {
+        let started = std::time::Instant::now();
+        for (index, batch) in candidates.chunks(batch_pages).enumerate() {
+            pace.wait(started, index * batch_pages);
             let outcome = self.write_batch(&self.engine, batch, slot, WriteOrigin::Flush);
             busy.extend(outcome.busy);
             if let Some(error) = outcome.error {

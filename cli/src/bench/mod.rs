@@ -109,6 +109,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub checkpoint_ms: u64,
 
+    /// Pace those checkpoints to at most this many pages a second (0:
+    /// unpaced; `PoolConfig::checkpoint_pages_per_sec`).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_pages_per_sec: u64,
+
     /// Pages per `read_many` batch (pagepool-batch).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -463,6 +468,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             threads,
                             workload_scans: workload == Workload::ScanMiss,
                             writer: writer == WriterArg::On,
+                            checkpoint_pages_per_sec: args.checkpoint_pages_per_sec,
                         },
                         pages,
                         timer_overhead_ns,

@@ -11,7 +11,7 @@
 //! |-------|----------|
 //! | `o_direct` | a 4 KiB aligned `O_DIRECT` write and read of a scratch file in the directory (removed after); the file system's type |
 //! | `block_size` | the device's logical and physical block size (`/sys/dev/block/M:m/queue`) |
-//! | `memory_encryption` | SEV, SEV-ES, SEV-SNP or TDX guest (CPU flags in `/proc/cpuinfo`, the kernel log) |
+//! | `memory_encryption` | SEV, SEV-ES, SEV-SNP or TDX guest (CPU flags in `/proc/cpuinfo`, `/dev/sev-guest`, `/dev/tdx_guest`, `/sys/kernel/config/tsm`, the kernel log) |
 //! | `bounce_buffers` | swiotlb forced or in use (the kernel command line, `/sys/kernel/debug/swiotlb`, the kernel log) |
 //! | `io_uring` | `kernel.io_uring_disabled`, then a ring actually set up by a pool |
 //! | `fixed_buffers` | whether an arena of `--pool-mib` registers as fixed buffers (`RLIMIT_MEMLOCK`, `CAP_IPC_LOCK`, then the pool's answer) |

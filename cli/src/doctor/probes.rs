@@ -265,6 +265,12 @@ fn memory_encryption(env: &Env) -> Check {
             .find(|f| has(f))
             .unwrap_or("sev");
         Some(format!("an AMD SEV guest ({kind})"))
+    } else if env.sys("/dev/sev-guest").exists() {
+        Some("an AMD SEV-SNP guest (/dev/sev-guest)".to_string())
+    } else if env.sys("/dev/tdx_guest").exists() {
+        Some("an Intel TDX guest (/dev/tdx_guest)".to_string())
+    } else if env.sys("/sys/kernel/config/tsm/report").exists() {
+        Some("a confidential guest (/sys/kernel/config/tsm/report)".to_string())
     } else {
         active.clone()
     };

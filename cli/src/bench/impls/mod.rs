@@ -211,6 +211,8 @@ pub struct Setup<'a> {
     pub workload_scans: bool,
     /// Whether pagepool's pool runs its background writer.
     pub writer: bool,
+    /// pagepool's checkpoint pace (`PoolConfig::checkpoint_pages_per_sec`).
+    pub checkpoint_pages_per_sec: u64,
 }
 
 /// Per-thread counts of a baseline, published into [`SharedCounters`]
@@ -448,7 +450,8 @@ fn open_pool(setup: &Setup<'_>) -> Result<(pagepool::BufferPool, pagepool::FileI
     use crate::error::Context;
     let mut config = pagepool::PoolConfig::new(setup.pool_frames)
         .io_mode(pagepool::IoMode::Direct)
-        .io_engine(setup.engine);
+        .io_engine(setup.engine)
+        .checkpoint_pages_per_sec(setup.checkpoint_pages_per_sec);
     if setup.writer {
         config = config.background_writer(pagepool::WriterConfig::default());
     }
