@@ -19,6 +19,8 @@
 
 mod common;
 
+use common::{env_u64, mix};
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -47,13 +49,6 @@ const ENV_SEED: &str = "PAGEPOOL_CRASH_SEED";
 const ENV_BASE: &str = "PAGEPOOL_CRASH_BASE";
 const ENV_SPLIT: &str = "PAGEPOOL_CRASH_SPLIT";
 
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The page sequence number `seq` is written to.
 fn page_of(seed: u64, seq: u64) -> u64 {
     mix(seed ^ mix(seq)) % PAGES
@@ -75,10 +70,6 @@ fn words(data: &[u8]) -> impl Iterator<Item = u64> + '_ {
     data[..DATA_WORDS * 8]
         .chunks_exact(8)
         .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
-}
-
-fn env_u64(name: &str) -> u64 {
-    std::env::var(name).unwrap().parse().unwrap()
 }
 
 /// The child: writes forever, acknowledging each `flush_all` that
@@ -212,24 +203,8 @@ fn run_child(path: &Path, seed: u64, base: u64, split: bool, rng: &mut u64) -> R
     } else {
         std::thread::sleep(Duration::from_micros(2_000 + (*rng >> 8) % 200_000));
     }
-    if let Ok(Some(status)) = child.try_wait() {
-        child_died(&format!("exited ({status})"));
-    }
-    // SAFETY: `kill` has no memory-safety preconditions; the pid is our
-    // own child, not yet reaped (try_wait above saw it running).
-    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(
-        killed,
-        0,
-        "kill failed: {}",
-        std::io::Error::last_os_error()
-    );
-    let status = child.wait().unwrap();
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if status.signal() != Some(libc::SIGKILL) {
-            child_died(&format!("exited ({status})"));
-        }
+    if let Err(why) = common::kill_child(&mut child) {
+        child_died(&why);
     }
     reader.join().unwrap();
     // Acks written before the kill are in the pipe: read them all.
@@ -240,22 +215,6 @@ fn run_child(path: &Path, seed: u64, base: u64, split: bool, rng: &mut u64) -> R
 }
 
 /// The distinct sequence numbers in a page's data area.
-/// Opens the data file a killed child had open. Its io_uring writes still
-/// in flight at the kill hold the file (and its lock) until the kernel has
-/// ended them, a moment after the child is reaped: wait for that.
-fn open_after_kill(pool: &BufferPool, path: &Path) -> pagepool::FileId {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match pool.open_file(path) {
-            Ok(file) => return file,
-            Err(Error::FileLocked { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(error) => panic!("reopening {} after the kill: {error}", path.display()),
-        }
-    }
-}
-
 fn distinct(data: &[u8]) -> Vec<u64> {
     let mut values: Vec<u64> = words(data).collect();
     values.sort_unstable();
@@ -302,7 +261,7 @@ fn crash_kill_reopen_verify() {
         };
 
         let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
-        let file = open_after_kill(&pool, &path);
+        let file = common::open_after_kill(&pool, &path);
         let page_count = pool.page_count(file).unwrap();
         let raw = std::fs::read(&path).unwrap();
         let mut torn = Vec::new();

@@ -37,6 +37,8 @@
 
 mod common;
 
+use common::{env_u64, mix};
+
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -61,13 +63,6 @@ const ENV_DIR: &str = "PAGEPOOL_WAL_CHILD";
 const ENV_SEED: &str = "PAGEPOOL_WAL_SEED";
 const ENV_SPLIT: &str = "PAGEPOOL_WAL_SPLIT";
 const DATA_WORDS: usize = PAGE_DATA_SIZE / 8;
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// One log record: an update of `page` to `value` (every word), or a
 /// checkpoint whose redo starts at `page` (an LSN).
@@ -180,10 +175,6 @@ impl Log {
     }
 }
 
-fn env_u64(name: &str) -> u64 {
-    std::env::var(name).unwrap().parse().unwrap()
-}
-
 #[test]
 #[ignore = "the WAL crash test's child process; runs only when started by wal_crash_recover_verify"]
 fn wal_child() {
@@ -270,7 +261,7 @@ fn recover(dir: &Path, records: &[Record]) -> u64 {
         .find(|record| record.kind == CHECKPOINT)
         .map_or(0, |record| record.page);
     let pool = BufferPool::open(PoolConfig::new(16)).unwrap();
-    let file = open_after_kill(&pool, &dir.join("data.db"));
+    let file = common::open_after_kill(&pool, &dir.join("data.db"));
     let mut repaired = 0;
     for record in records
         .iter()
@@ -343,21 +334,6 @@ fn verify(dir: &Path, records: &[Record], context: &str) {
     pool.close().unwrap();
 }
 
-/// Opens a data file a killed child had open (its io_uring writes in
-/// flight at the kill hold the file's lock until the kernel ends them).
-fn open_after_kill(pool: &BufferPool, path: &Path) -> FileId {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match pool.open_file(path) {
-            Ok(file) => return file,
-            Err(Error::FileLocked { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(error) => panic!("reopening {} after the kill: {error}", path.display()),
-        }
-    }
-}
-
 /// When the parent kills a child.
 #[derive(Clone, Copy, Debug)]
 enum Kill {
@@ -416,19 +392,9 @@ fn run_child(dir: &Path, seed: u64, split: bool, kill: Kill) {
             }
         }
     }
-    if let Ok(Some(status)) = child.try_wait() {
-        died(&format!("exited ({status})"));
+    if let Err(why) = common::kill_child(&mut child) {
+        died(&why);
     }
-    // SAFETY: `kill` has no memory-safety preconditions; the pid is our
-    // own child, not yet reaped (try_wait above saw it running).
-    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(
-        killed,
-        0,
-        "kill failed: {}",
-        std::io::Error::last_os_error()
-    );
-    child.wait().unwrap();
 }
 
 #[test]

@@ -32,7 +32,7 @@ use pagepool::{
     BufferPool, Error, IoEngine, MemoryStorage, PageId, PoolConfig, Storage, PAGE_DATA_SIZE,
 };
 use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
-use shuttle::{Config, FailurePersistence, Runner};
+use shuttle::Runner;
 
 const PAGES: u64 = 4;
 const WORDS: usize = PAGE_DATA_SIZE / 8;
@@ -188,11 +188,7 @@ fn scenario() {
 }
 
 fn run(scheduler: impl Scheduler + 'static) {
-    let mut config = Config::new();
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../shuttle-failures");
-    std::fs::create_dir_all(&dir).unwrap();
-    config.failure_persistence = FailurePersistence::File(Some(dir));
-    Runner::new(scheduler, config).run(scenario);
+    Runner::new(scheduler, common::shuttle_config()).run(scenario);
 }
 
 #[test]

@@ -35,7 +35,7 @@ use pagepool::{
 use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
 use shuttle::sync::atomic::{AtomicU64, Ordering};
 use shuttle::sync::Mutex;
-use shuttle::{Config, FailurePersistence, Runner};
+use shuttle::Runner;
 
 const PAGES: u64 = 3;
 
@@ -176,11 +176,7 @@ fn scenario() {
 }
 
 fn run(scheduler: impl Scheduler + 'static) {
-    let mut config = Config::new();
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../shuttle-failures");
-    std::fs::create_dir_all(&dir).unwrap();
-    config.failure_persistence = FailurePersistence::File(Some(dir));
-    Runner::new(scheduler, config).run(scenario);
+    Runner::new(scheduler, common::shuttle_config()).run(scenario);
 }
 
 #[test]

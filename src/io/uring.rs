@@ -359,56 +359,40 @@ impl Shared {
     /// read (fixed if the frame is registered); for a write, the same
     /// with writes.
     fn entry(&self, run: &Run) -> squeue::Entry {
+        let first = &run.reads[0];
+        let index = self.fixed_index(first.buf);
+        /// One request of `run`, with the opcodes of its direction.
+        macro_rules! request {
+            ($vectored:ident, $fixed:ident, $plain:ident) => {{
+                let fd = types::Fd(first.fd);
+                if run.reads.len() > 1 {
+                    opcode::$vectored::new(fd, run.iovecs.as_ptr(), run.iovecs.len() as u32)
+                        .offset(first.offset)
+                        .build()
+                } else if let Some(index) = index {
+                    opcode::$fixed::new(fd, first.buf, PAGE_SIZE as u32, index)
+                        .offset(first.offset)
+                        .build()
+                } else {
+                    opcode::$plain::new(fd, first.buf, PAGE_SIZE as u32)
+                        .offset(first.offset)
+                        .build()
+                }
+            }};
+        }
         if run.write.is_some() {
-            return self.write_entry(run);
-        }
-        let read = &run.reads[0];
-        let fd = types::Fd(read.fd);
-        if run.reads.len() > 1 {
-            return opcode::Readv::new(fd, run.iovecs.as_ptr(), run.iovecs.len() as u32)
-                .offset(read.offset)
-                .build();
-        }
-        let address = read.buf as usize;
-        match self.fixed {
-            Some(fixed)
-                if address >= fixed.base && address + PAGE_SIZE <= fixed.base + fixed.len =>
-            {
-                let index = (address - fixed.base) / FIXED_CHUNK_BYTES;
-                opcode::ReadFixed::new(fd, read.buf, PAGE_SIZE as u32, index as u16)
-                    .offset(read.offset)
-                    .build()
-            }
-            _ => opcode::Read::new(fd, read.buf, PAGE_SIZE as u32)
-                .offset(read.offset)
-                .build(),
+            request!(Writev, WriteFixed, Write)
+        } else {
+            request!(Readv, ReadFixed, Read)
         }
     }
 
-    /// The entry that writes `run`: `WRITEV` for several frames, else one
-    /// write (fixed if the frame is registered).
-    fn write_entry(&self, run: &Run) -> squeue::Entry {
-        let write = &run.reads[0];
-        let fd = types::Fd(write.fd);
-        if run.reads.len() > 1 {
-            return opcode::Writev::new(fd, run.iovecs.as_ptr(), run.iovecs.len() as u32)
-                .offset(write.offset)
-                .build();
-        }
-        let address = write.buf as usize;
-        match self.fixed {
-            Some(fixed)
-                if address >= fixed.base && address + PAGE_SIZE <= fixed.base + fixed.len =>
-            {
-                let index = (address - fixed.base) / FIXED_CHUNK_BYTES;
-                opcode::WriteFixed::new(fd, write.buf, PAGE_SIZE as u32, index as u16)
-                    .offset(write.offset)
-                    .build()
-            }
-            _ => opcode::Write::new(fd, write.buf, PAGE_SIZE as u32)
-                .offset(write.offset)
-                .build(),
-        }
+    /// The registered buffer that holds the frame at `buf`, if any.
+    fn fixed_index(&self, buf: *mut u8) -> Option<u16> {
+        let fixed = self.fixed?;
+        let address = buf as usize;
+        (address >= fixed.base && address + PAGE_SIZE <= fixed.base + fixed.len)
+            .then(|| ((address - fixed.base) / FIXED_CHUNK_BYTES) as u16)
     }
 
     /// Pushes `entries` (room reserved) and enters the kernel to submit

@@ -152,3 +152,61 @@ pub fn noop_waker() -> std::task::Waker {
     }
     std::task::Waker::from(Arc::new(Noop))
 }
+
+/// Kills a child process with SIGKILL and reaps it; `Err` says how it
+/// had already ended, or ended other than by the kill.
+pub fn kill_child(child: &mut std::process::Child) -> Result<(), String> {
+    use std::os::unix::process::ExitStatusExt;
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!("exited ({status})"));
+    }
+    // SAFETY: `kill` has no memory-safety preconditions; the pid is our
+    // own child, not yet reaped (try_wait above saw it running).
+    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(killed, 0, "kill failed: {}", io::Error::last_os_error());
+    let status = child.wait().unwrap();
+    if status.signal() != Some(libc::SIGKILL) {
+        return Err(format!("exited ({status})"));
+    }
+    Ok(())
+}
+
+/// Opens a data file a killed child had open. Its io_uring writes still
+/// in flight at the kill hold the file (and its lock) until the kernel has
+/// ended them, a moment after the child is reaped: wait for that.
+pub fn open_after_kill(pool: &pagepool::BufferPool, path: &std::path::Path) -> pagepool::FileId {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match pool.open_file(path) {
+            Ok(file) => return file,
+            Err(pagepool::Error::FileLocked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(error) => panic!("reopening {} after the kill: {error}", path.display()),
+        }
+    }
+}
+
+/// A shuttle configuration that saves a failing schedule in
+/// `target/shuttle-failures/` (replayable).
+#[cfg(feature = "shuttle")]
+pub fn shuttle_config() -> shuttle::Config {
+    let mut config = shuttle::Config::new();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../shuttle-failures");
+    std::fs::create_dir_all(&dir).unwrap();
+    config.failure_persistence = shuttle::FailurePersistence::File(Some(dir));
+    config
+}
+
+/// SplitMix64's finaliser: a well-mixed function of `z`.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The environment variable `name`, which must hold a u64.
+pub fn env_u64(name: &str) -> u64 {
+    std::env::var(name).unwrap().parse().unwrap()
+}
