@@ -21,6 +21,11 @@
 //!   is in the store;
 //! - every page read is one the writer wrote, whole (value and LSN agree);
 //! - no lost wake-up or latch left held (shuttle reports a deadlock).
+//!
+//! A second, smaller model races one writer's release against one
+//! checkpoint scan (`min_recovery_lsn`, then `flush_until`): a change
+//! logged before the scan must be stored or covered, and stored after the
+//! checkpoint, whichever load of the scan the release falls between.
 #![cfg(feature = "shuttle")]
 
 mod common;
@@ -173,6 +178,72 @@ fn scenario() {
         0,
         "a page was written before its log"
     );
+}
+
+/// The smallest race of a checkpoint's scan against a writer's release:
+/// one resident page, one change logged under its latch, and `check` on
+/// the main thread. Whatever the interleaving, a change logged before the
+/// scan began must be stored or covered.
+fn release_racing(check: fn(&BufferPool, &MemoryStorage, u64)) {
+    let memory = seeded();
+    let pool = Arc::new(BufferPool::open(PoolConfig::new(2).io_engine(IoEngine::Sync)).unwrap());
+    let file = pool.open_storage(Box::new(Arc::clone(&memory))).unwrap();
+    drop(pool.read(PageId::new(file, 0)).unwrap());
+    let log = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (pool, log) = (Arc::clone(&pool), Arc::clone(&log));
+        shuttle::thread::spawn(move || {
+            let mut page = pool.write(PageId::new(file, 0)).unwrap();
+            log.store(1, Ordering::SeqCst);
+            page.set_lsn(1);
+        })
+    };
+    check(&pool, &memory, log.load(Ordering::SeqCst));
+    writer.join().unwrap();
+}
+
+/// `min_recovery_lsn` covers a change logged before it was called.
+fn scan_covers(pool: &BufferPool, memory: &MemoryStorage, logged: u64) {
+    let redo_from = pool.min_recovery_lsn();
+    if logged == 1 {
+        assert!(
+            stored_lsn(memory, 0) >= 1 || redo_from.is_some_and(|from| from <= 1),
+            "change 1 was logged before the scan, and min_recovery_lsn is {redo_from:?}"
+        );
+    }
+}
+
+/// `flush_until` stores a change logged before it was called.
+fn checkpoint_stores(pool: &BufferPool, memory: &MemoryStorage, logged: u64) {
+    pool.flush_until(logged + 1).unwrap();
+    if logged == 1 {
+        assert!(
+            stored_lsn(memory, 0) >= 1,
+            "flush_until(2) left change 1 unstored"
+        );
+    }
+}
+
+#[test]
+fn a_release_racing_min_recovery_lsn() {
+    let iterations = common::shuttle_iterations() / 2;
+    let seed = common::shuttle_seed();
+    let config = common::shuttle_config;
+    Runner::new(PctScheduler::new_from_seed(seed, 3, iterations), config())
+        .run(|| release_racing(scan_covers));
+    Runner::new(RandomScheduler::new_from_seed(seed, iterations), config())
+        .run(|| release_racing(scan_covers));
+}
+
+#[test]
+fn a_release_racing_flush_until() {
+    let iterations = common::shuttle_iterations() / 2;
+    let seed = common::shuttle_seed();
+    let config = common::shuttle_config;
+    Runner::new(PctScheduler::new_from_seed(seed, 3, iterations), config())
+        .run(|| release_racing(checkpoint_stores));
+    Runner::new(RandomScheduler::new_from_seed(seed, iterations), config())
+        .run(|| release_racing(checkpoint_stores));
 }
 
 fn run(scheduler: impl Scheduler + 'static) {

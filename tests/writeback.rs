@@ -578,3 +578,85 @@ fn a_paced_checkpoint_keeps_to_its_rate() {
     pool.flush_all().unwrap();
     assert_eq!(pool.min_recovery_lsn(), None);
 }
+
+/// One exclusive hold that logs two changes: the recovery LSN is the
+/// first's, while the page is still latched and after.
+#[test]
+fn a_hold_that_logs_two_changes_keeps_the_first_lsn() {
+    let pool = BufferPool::open(PoolConfig::new(8)).unwrap();
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    let (page_id, page) = pool.allocate(file).unwrap();
+    drop(page);
+    pool.flush_all().unwrap();
+    assert_eq!(pool.min_recovery_lsn(), None);
+    let mut page = pool.write(page_id).unwrap();
+    page.set_lsn(10);
+    page.store_u64(0, 1).unwrap();
+    page.set_lsn(20);
+    assert_eq!(pool.min_recovery_lsn(), Some(10), "while latched");
+    drop(page);
+    assert_eq!(pool.min_recovery_lsn(), Some(10), "after the release");
+    // A checkpoint between the two changes' LSNs must write it.
+    pool.flush_until(15).unwrap();
+    assert_eq!(pool.min_recovery_lsn(), None);
+}
+
+/// A write lost by a failed sync, then a later change of the page: the
+/// page's recovery LSN stays the lost write's, so a checkpoint between the
+/// two writes it again.
+#[test]
+fn a_write_lost_by_a_failed_sync_keeps_its_recovery_lsn() {
+    let memory = Arc::new(MemoryStorage::new());
+    let faulty = Faulty::new(Box::new(Arc::clone(&memory)));
+    let faults = faulty.controller();
+    faults.set_volatile_cache(true);
+    let pool = BufferPool::open(PoolConfig::new(8)).unwrap();
+    let file = pool.open_storage(Box::new(faulty)).unwrap();
+    let (page_id, page) = pool.allocate(file).unwrap();
+    drop(page);
+    pool.flush_all().unwrap();
+    let mut page = pool.write(page_id).unwrap();
+    page.store_u64(0, 10).unwrap();
+    page.set_lsn(10);
+    drop(page);
+    faults.fail_next(IoOp::Sync, FaultKind::Eio, 1);
+    assert!(matches!(pool.flush_all(), Err(Error::Sync { .. })));
+    assert_eq!(faults.stats().lost_writes, 1);
+    let mut page = pool.write(page_id).unwrap();
+    page.store_u64(0, 50).unwrap();
+    page.set_lsn(50);
+    drop(page);
+    assert_eq!(pool.min_recovery_lsn(), Some(10));
+    pool.flush_until(30).unwrap();
+    let stored = store_page(&memory, page_id.page_no());
+    assert_eq!(
+        lsn_of(&stored),
+        50,
+        "the lost change 10 was not written again"
+    );
+    assert_eq!(pool.min_recovery_lsn(), None);
+}
+
+/// A discarded dirty page leaves no recovery LSN behind on its frame.
+#[test]
+fn a_discarded_page_leaves_no_recovery_lsn_to_the_next_tenant() {
+    let pool = BufferPool::open(PoolConfig::new(2)).unwrap();
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    for _ in 0..4 {
+        drop(pool.allocate(file).unwrap());
+    }
+    pool.flush_all().unwrap();
+    let mut page = pool.write(PageId::new(file, 0)).unwrap();
+    page.set_lsn(5);
+    pool.discard(page);
+    assert_eq!(pool.min_recovery_lsn(), None);
+    // Its frame goes to other pages, clean (both frames, several times).
+    for round in 0..4 {
+        for page_no in 1..4 {
+            drop(pool.read(PageId::new(file, page_no)).unwrap());
+            assert_eq!(pool.dirty_pages(), vec![], "round {round}, page {page_no}");
+        }
+    }
+    pool.flush_all().unwrap();
+    assert_eq!(pool.dirty_pages(), vec![]);
+}

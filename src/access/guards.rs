@@ -232,10 +232,16 @@ macro_rules! exclusive_writes {
         }
 
         /// Sets the page's LSN: before this page is written back, the pool
-        /// calls the write-ahead-log hook with it.
+        /// calls the write-ahead-log hook with it. The first LSN set since
+        /// the page was last clean is its recovery LSN (see
+        /// [`BufferPool::dirty_pages`](crate::BufferPool::dirty_pages)),
+        /// however many changes this guard logs; 0 is no LSN.
         pub fn set_lsn(&mut self, lsn: u64) {
             let words = self.pool.frames().words(self.frame_id);
             words[LSN_OFFSET / 8].store(lsn.to_le(), crate::sync::Ordering::Relaxed);
+            if lsn != 0 {
+                self.pool.recovery_lsns.dirtied(self.frame_id, lsn);
+            }
             self.wrote = true;
         }
 
@@ -311,8 +317,12 @@ impl<'pool> PageMut<'pool> {
     }
 
     /// Marks the page dirty without changing it, so the next flush writes
-    /// it (used to write again pages whose sync failed).
-    pub(crate) fn mark_dirty(&mut self) {
+    /// it (used to write again pages whose sync failed), with a recovery
+    /// LSN no later than `recovery_lsn` (the lost write's).
+    pub(crate) fn mark_dirty(&mut self, recovery_lsn: Option<u64>) {
+        if let Some(lsn) = recovery_lsn {
+            self.pool.recovery_lsns.lower(self.frame_id, lsn);
+        }
         self.wrote = true;
     }
 

@@ -237,6 +237,10 @@ impl super::Storage for DirectFile {
         Some(self.file.as_raw_fd())
     }
 
+    fn ring_writes(&self) -> bool {
+        true
+    }
+
     fn read_page(&self, page_no: u64, buf: &mut [u8]) -> io::Result<()> {
         check_buf(buf.len(), buf.as_ptr() as usize)?;
         let offset = offset_of(page_no)?;

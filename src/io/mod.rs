@@ -73,11 +73,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Whether an io_uring engine may write this store's pages through
     /// [`ring_fd`](Self::ring_fd) instead of calling
-    /// [`write_page`](Self::write_page). The default: whenever it has a
-    /// descriptor. A store that must see every write (a fault injector)
-    /// says no.
+    /// [`write_page`](Self::write_page). The default: no (a store that
+    /// gives a descriptor for reads keeps seeing every write);
+    /// [`DirectFile`] says yes.
     fn ring_writes(&self) -> bool {
-        self.ring_fd().is_some()
+        false
     }
 
     /// Sees a read that an engine did through [`ring_fd`](Self::ring_fd)

@@ -339,6 +339,9 @@ impl PoolCore {
         let removed = self.table.remove(page_id, frame_id, &guard);
         assert!(removed, "{page_id} was not mapped to frame {frame_id}");
         meta.set_page_id(None);
+        // A discarded page's changes go with it (an evicted one's were
+        // recorded when written): the next tenant starts clean.
+        self.recovery_lsns.clear(frame_id);
         if meta.latch.evict() {
             self.queues.wake(frame_id);
         }

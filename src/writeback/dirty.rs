@@ -65,6 +65,13 @@ impl RecoveryLsns {
         }
     }
 
+    /// Lowers the frame's recovery LSN to `lsn` (a write of the page was
+    /// lost: its changes since `lsn` are not durable). The caller holds
+    /// the latch exclusively.
+    pub(crate) fn lower(&self, frame_id: FrameId, lsn: u64) {
+        self.0[frame_id].fetch_min(lsn.min(CLEAN - 1), Ordering::AcqRel);
+    }
+
     /// The write the LSN covered is recorded as unsynced (invariant 1):
     /// the frame is clean.
     #[inline]
@@ -88,14 +95,17 @@ impl PoolCore {
         let mut found = Vec::new();
         for frame_id in 0..self.frames.frame_count() {
             let meta = self.frames.meta(frame_id);
+            // The state first (Acquire), the LSN second: a writer stores
+            // the LSN before the release that clears `EXCL`, so a state
+            // seen released comes with its LSN (the other order can miss
+            // a release that falls between the two loads).
+            let state = meta.latch.load();
             let recovery_lsn = match self.recovery_lsns.get(frame_id) {
                 Some(lsn) => lsn,
                 // Latched exclusively: its holder may have logged a change
-                // it has not released yet; the LSN the page carries now is
-                // at most that change's.
-                None if meta.latch.load() & (EXCL | FREE) == EXCL => {
-                    load_lsn(self.frames.words(frame_id))
-                }
+                // it has not released (nor stamped) yet; the LSN the page
+                // carries now is at most that change's.
+                None if state & (EXCL | FREE) == EXCL => load_lsn(self.frames.words(frame_id)),
                 None => continue,
             };
             // Read after the LSN (Acquire): the page id of the tenancy

@@ -109,6 +109,14 @@ impl SyncTracker {
         !lock(&self.state).rewrite.is_empty()
     }
 
+    /// The recovery LSN `page_no` was last written with, if unsynced.
+    pub(crate) fn unsynced_lsn(&self, page_no: u64) -> Option<u64> {
+        lock(&self.state)
+            .unsynced
+            .get(&page_no)
+            .map(|entry| entry.1)
+    }
+
     /// Whether any page is written and not yet synced.
     pub(crate) fn has_unsynced(&self) -> bool {
         !lock(&self.state).unsynced.is_empty()

@@ -98,7 +98,9 @@ impl BufferPool {
     /// those that were evicted, so that this flush writes them again.
     fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
         for page_no in file.sync.pending_rewrites() {
-            self.write(PageId::new(file_id, page_no))?.mark_dirty();
+            let lost_since = file.sync.unsynced_lsn(page_no);
+            self.write(PageId::new(file_id, page_no))?
+                .mark_dirty(lost_since);
             file.sync.rewrite_scheduled(page_no);
         }
         Ok(())
@@ -216,8 +218,9 @@ impl BufferPool {
         let mut candidates = Vec::new();
         for frame_id in 0..self.frames.frame_count() {
             let meta = self.frames.meta(frame_id);
-            let recovery_lsn = self.recovery_lsns.get(frame_id);
+            // The state before the LSN: see `dirty_frames`.
             let state = meta.latch.load();
+            let recovery_lsn = self.recovery_lsns.get(frame_id);
             if state & (DIRTY | EXCL) == 0 && recovery_lsn.is_none() {
                 continue;
             }

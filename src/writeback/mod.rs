@@ -23,15 +23,19 @@
 //! Invariants:
 //!
 //! 1. A frame's recovery LSN is set only by a thread holding the frame
-//!    exclusively (the release that makes a clean page dirty), and cleared
-//!    only after the write it covers has been recorded in the file's
-//!    unsynced set, by the thread that wrote it (holding the latch).
+//!    exclusively, and only if the page was clean: at its first `set_lsn`
+//!    since (a hold that logs two changes records the first), or at the
+//!    release that makes it dirty without one; lowered to a lost write's
+//!    after a failed sync; cleared only after the write it covers has been
+//!    recorded in the file's unsynced set, by the thread that wrote it
+//!    (holding the latch), and when the page is unmapped.
 //! 2. So a change that is not yet durable is always visible to
 //!    [`dirty_pages`](crate::BufferPool::dirty_pages): in a frame's
 //!    recovery LSN, or in a file's unsynced set, or both for a moment.
 //!    `dirty_pages` reads the frames first and the files second, so a
 //!    page that moves from one to the other while it looks is seen at
-//!    least once.
+//!    least once; of each frame it reads the state word before the
+//!    recovery LSN, so a writer's release between the two is seen.
 //! 3. No page is written before the WAL hook has returned `Ok` for an
 //!    LSN at least the page's: a batch stamps and latches its pages, calls
 //!    the hook once with their highest LSN, and only then writes. A page's

@@ -53,7 +53,7 @@ impl BufferPool {
                     Ok(mut page) => {
                         page.fill(0);
                         page.set_lsn(0);
-                        page.mark_dirty();
+                        page.mark_dirty(None);
                         return Ok(page);
                     }
                     // The resident copy was a load of the torn page that
@@ -93,7 +93,9 @@ impl BufferPool {
     /// allocation that reached the log but not the file): the new last
     /// page is written as a zero page at the next write-back, and the
     /// pages before it read as zeros. A file already that long is left as
-    /// it is.
+    /// it is. For recovery: not to be run while other threads `allocate`
+    /// in the same file (a page allocated past the count it read would be
+    /// zeroed).
     pub fn extend_file(&self, file_id: FileId, page_count: u64) -> Result<()> {
         let file = self.file(file_id)?;
         if page_count > MAX_PAGES_PER_FILE {
