@@ -24,7 +24,6 @@ use common::{env_u64, mix};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -144,25 +143,14 @@ impl Round {
 }
 
 fn run_child(path: &Path, seed: u64, base: u64, split: bool, rng: &mut u64) -> Round {
-    let exe = std::env::current_exe().unwrap();
     let stderr_path = path.with_extension("stderr");
-    let mut child = Command::new(exe)
-        .args([
-            "child_writer",
-            "--exact",
-            "--nocapture",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(ENV_PATH, path)
-        .env(ENV_SEED, seed.to_string())
-        .env(ENV_BASE, base.to_string())
-        .env(ENV_SPLIT, u64::from(split).to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
+    let envs = [
+        (ENV_PATH, path.display().to_string()),
+        (ENV_SEED, seed.to_string()),
+        (ENV_BASE, base.to_string()),
+        (ENV_SPLIT, u64::from(split).to_string()),
+    ];
+    let mut child = common::spawn_child_test("child_writer", &envs, &stderr_path);
     let stdout = child.stdout.take().unwrap();
     let (lines_tx, lines) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {

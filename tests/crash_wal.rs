@@ -42,7 +42,6 @@ use common::{env_u64, mix};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -348,24 +347,13 @@ enum Kill {
 
 /// Runs one child until the kill.
 fn run_child(dir: &Path, seed: u64, split: bool, kill: Kill) {
-    let exe = std::env::current_exe().unwrap();
     let stderr_path = dir.join("child.stderr");
-    let mut child = Command::new(exe)
-        .args([
-            "wal_child",
-            "--exact",
-            "--nocapture",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(ENV_DIR, dir)
-        .env(ENV_SEED, seed.to_string())
-        .env(ENV_SPLIT, u64::from(split).to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
+    let envs = [
+        (ENV_DIR, dir.display().to_string()),
+        (ENV_SEED, seed.to_string()),
+        (ENV_SPLIT, u64::from(split).to_string()),
+    ];
+    let mut child = common::spawn_child_test("wal_child", &envs, &stderr_path);
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let died = |why: &str| -> ! {

@@ -309,11 +309,9 @@ fn register(ring: &IoUring, base: *mut u8, len: usize) -> io::Result<FixedArena>
             iov_len: FIXED_CHUNK_BYTES.min(len - start),
         })
         .collect();
-    // SAFETY: every iovec lies inside the arena, which the pool keeps
-    // mapped for as long as this engine lives (the engine's completion
-    // function holds the pool's core, and the reaper is joined before it
-    // is dropped); the kernel only pins the memory and reads or writes it
-    // as the reads submitted here ask.
+    // The arena outlives the engine: the engine's completion function
+    // holds the pool's core, and the reaper is joined before it drops.
+    // SAFETY: every iovec lies inside the arena, mapped while the ring lives.
     unsafe { ring.submitter().register_buffers(&iovecs)? };
     Ok(FixedArena {
         base: base as usize,
@@ -404,13 +402,11 @@ impl Shared {
         let mut queue = unsafe { self.ring.submission_shared() };
         for entry in entries {
             loop {
-                // SAFETY: the entry's buffers are claimed frames (a read),
-                // frames latched by the writer that waits for this write,
-                // or none (the stop request); they stay mapped and nobody
-                // stores to them until the reaper reports the request (see
-                // `register` for the arena's lifetime); its user data is
-                // a box the reaper takes back exactly once, which also
-                // owns the iovecs a `READV` or `WRITEV` goes through.
+                // The entry's buffers are claimed frames (a read), frames
+                // latched by the writer that waits for this write, or none
+                // (the stop request); its user data is a box the reaper
+                // takes back once, which owns the iovecs of a vectored one.
+                // SAFETY: those buffers stay mapped and unstored-to until reaped.
                 let pushed = unsafe { queue.push(&entry) };
                 if pushed.is_ok() {
                     break;

@@ -29,7 +29,7 @@
 //! into the pool). Every way out, a panic included, releases them
 //! ([`Taken`]'s owner, [`Batch`], ends what is left).
 
-use std::io;
+use std::sync::Arc;
 
 use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
@@ -37,7 +37,7 @@ use crate::frames::FrameId;
 use crate::io::{Engine, FrameIo};
 use crate::latch::{DIRTY, EXCL, MARK};
 use crate::page::{checksum, PageId, CHECKSUM_OFFSET, MAGIC, PAGE_SIZE};
-use crate::pool::PoolCore;
+use crate::pool::{DataFile, PoolCore};
 use crate::stats::Counter;
 use crate::sync::Ordering;
 use crate::view::load_lsn;
@@ -185,13 +185,22 @@ impl PoolCore {
 
     /// Step 2: one call of the WAL hook for the whole batch.
     fn log_batch(&self, taken: &[Taken], slot: &ThreadSlot) -> Result<()> {
+        if self.config.wal_hook.is_none() {
+            return Ok(());
+        }
+        let pages: Vec<(PageId, u64)> = taken.iter().map(|t| (t.page_id, t.lsn)).collect();
+        self.flush_log(&pages, slot)
+    }
+
+    /// Calls the WAL hook once for `pages` (page id and LSN each, at least
+    /// one): the log must be durable up to their highest LSN. A failure
+    /// names the page with that LSN.
+    pub(crate) fn flush_log(&self, pages: &[(PageId, u64)], slot: &ThreadSlot) -> Result<()> {
         let Some(hook) = &self.config.wal_hook else {
             return Ok(());
         };
-        let pages: Vec<(PageId, u64)> = taken.iter().map(|t| (t.page_id, t.lsn)).collect();
-        let flush = WalFlush::new(&pages);
         slot.stats.bump(Counter::WalFlushes);
-        hook(&flush).map_err(|source| {
+        hook(&WalFlush::new(pages)).map_err(|source| {
             let (page_id, lsn) = pages
                 .iter()
                 .copied()
@@ -211,15 +220,16 @@ impl PoolCore {
         engine: &Engine,
         taken: &[Taken],
         slot: &ThreadSlot,
-    ) -> Vec<io::Result<()>> {
+    ) -> Vec<Result<Arc<DataFile>>> {
         slot.stats.bump(Counter::WriteBatches);
-        let mut results: Vec<Option<io::Result<()>>> = (0..taken.len()).map(|_| None).collect();
-        let mut ring: Vec<(usize, FrameIo)> = Vec::new();
+        let mut results: Vec<Option<Result<Arc<DataFile>>>> =
+            (0..taken.len()).map(|_| None).collect();
+        let mut ring: Vec<(usize, FrameIo, Arc<DataFile>)> = Vec::new();
         for (index, page) in taken.iter().enumerate() {
             let file = match self.file(page.page_id.file_id()) {
                 Ok(file) => file,
                 Err(error) => {
-                    results[index] = Some(Err(io::Error::other(error.to_string())));
+                    results[index] = Some(Err(error));
                     continue;
                 }
             };
@@ -235,6 +245,7 @@ impl PoolCore {
                         offset: page.page_id.page_no() * PAGE_SIZE as u64,
                         buf: self.frames.io_ptr(page.frame_id),
                     },
+                    file,
                 ));
                 continue;
             }
@@ -245,12 +256,22 @@ impl PoolCore {
                     file.storage.write_page(page.page_id.page_no(), bytes)
                 })
             };
-            results[index] = Some(written);
+            let page_id = page.page_id;
+            results[index] = Some(
+                written
+                    .map(|()| file)
+                    .map_err(|source| Error::Write { page_id, source }),
+            );
         }
         if !ring.is_empty() {
-            let writes: Vec<FrameIo> = ring.iter().map(|&(_, write)| write).collect();
-            for ((index, _), result) in ring.iter().zip(engine.write(&writes)) {
-                results[*index] = Some(result.map(|_| ()));
+            let writes: Vec<FrameIo> = ring.iter().map(|(_, write, _)| *write).collect();
+            for ((index, _, file), result) in ring.into_iter().zip(engine.write(&writes)) {
+                let page_id = taken[index].page_id;
+                results[index] = Some(
+                    result
+                        .map(|_| file)
+                        .map_err(|source| Error::Write { page_id, source }),
+                );
             }
         }
         results
@@ -259,20 +280,17 @@ impl PoolCore {
             .collect()
     }
 
-    /// Step 4 for one page.
+    /// Step 4 for one page: `written` is its file if the write succeeded.
     fn end_write(
         &self,
         taken: &Taken,
-        result: io::Result<()>,
+        written: Result<Arc<DataFile>>,
         slot: &ThreadSlot,
         origin: WriteOrigin,
     ) -> Result<()> {
         let page_id = taken.page_id;
-        let recorded = result
-            .map_err(|source| Error::Write { page_id, source })
-            .and_then(|()| self.file(page_id.file_id()));
         let meta = self.frames.meta(taken.frame_id);
-        match recorded {
+        match written {
             Ok(file) => {
                 file.sync
                     .note_written(page_id.page_no(), taken.recovery_lsn);

@@ -51,7 +51,6 @@ use crate::undo::Undo;
 use crate::view::load_lsn;
 use crate::writeback::durability::MAX_UNSYNCED_PAGES;
 use crate::writeback::WriteOrigin;
-use crate::WalFlush;
 
 use std::panic::AssertUnwindSafe;
 
@@ -292,7 +291,7 @@ impl BufferPool {
         if meta.latch.load() & DIRTY == 0 {
             return Ok(FrameFlush::Done);
         }
-        self.stamp(frame_id, page_id)?;
+        self.stamp(frame_id, page_id, slot)?;
         exclusive.disarm();
         if meta.latch.downgrade_clean() {
             self.queues.wake(frame_id);
@@ -320,24 +319,16 @@ impl PoolCore {
         page_id: PageId,
         slot: &ThreadSlot,
     ) -> Result<()> {
-        self.stamp(frame_id, page_id)?;
+        self.stamp(frame_id, page_id, slot)?;
         self.write_frame(frame_id, page_id, slot, WriteOrigin::Eviction)
     }
 
     /// Calls the WAL hook with the page's LSN (a batch of one), then
     /// stamps the checksum and magic. The caller holds the frame
     /// exclusively.
-    fn stamp(&self, frame_id: FrameId, page_id: PageId) -> Result<()> {
-        if let Some(hook) = &self.config.wal_hook {
-            let lsn = load_lsn(self.frames.words(frame_id));
-            let slot = self.epoch.slot();
-            slot.stats.bump(Counter::WalFlushes);
-            hook(&WalFlush::new(&[(page_id, lsn)])).map_err(|source| Error::WalHook {
-                page_id,
-                lsn,
-                source,
-            })?;
-        }
+    fn stamp(&self, frame_id: FrameId, page_id: PageId, slot: &ThreadSlot) -> Result<()> {
+        let lsn = load_lsn(self.frames.words(frame_id));
+        self.flush_log(&[(page_id, lsn)], slot)?;
         self.stamp_checksum(frame_id, page_id);
         Ok(())
     }

@@ -210,3 +210,27 @@ pub fn mix(mut z: u64) -> u64 {
 pub fn env_u64(name: &str) -> u64 {
     std::env::var(name).unwrap().parse().unwrap()
 }
+
+/// Starts this test binary again running only the ignored test `test`
+/// (a crash test's child), with `envs`, stdout piped, stderr to `stderr`.
+pub fn spawn_child_test(
+    test: &str,
+    envs: &[(&str, String)],
+    stderr: &std::path::Path,
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            test,
+            "--exact",
+            "--nocapture",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .envs(envs.iter().map(|(name, value)| (*name, value.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap()
+}
