@@ -1,5 +1,5 @@
 //! A point read (one u64) of a resident page, several ways, what the epoch
-//! pin costs (DESIGN.md rule 6), and where the hit path's time goes:
+//! pin costs (docs/design.md rule 6), and where the hit path's time goes:
 //!
 //! - `optimistic_handle`: `ThreadPin::optimistic`, the per-thread handle
 //!   (how hot loops should read);

@@ -36,6 +36,7 @@ checker_base() {
         lifecycle) echo "cargo test --test lifecycle" ;;
         btree-shuttle) echo "cargo test -p pagepool-btree --release --features shuttle --test shuttle_btree" ;;
         unit) echo "cargo test --lib" ;;
+        metrics) echo "cargo test --features metrics --test metrics" ;;
         bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;
         liveness) echo "cargo test --test liveness" ;;
         durability) echo "cargo test --test durability" ;;

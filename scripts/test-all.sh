@@ -11,6 +11,12 @@ step() { printf '\n==> %s\n' "$*"; }
 step "workspace tests (debug)"
 cargo test --workspace
 
+step "the metrics feature"
+cargo test --features metrics --test metrics
+
+step "the packages and the crate docs"
+bash scripts/check-package.sh
+
 step "stress tests (release)"
 cargo test --release --test stress
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::io::{IoEngine, IoMode};
@@ -14,8 +15,9 @@ use crate::io::{IoEngine, IoMode};
 ///
 /// It runs on the thread that writes the batch (the background writer, a
 /// flush, an eviction), unpinned, while that thread holds shared latches
-/// on the batch's pages: readers go on, writers of those pages wait. It
-/// must not call into the pool.
+/// on the batch's pages (readers go on, writers of those pages wait), or,
+/// for a single page written back alone (an eviction, `flush(page)`), its
+/// exclusive latch. It must not call into the pool.
 pub type WalHook = Arc<dyn Fn(&WalFlush<'_>) -> io::Result<()> + Send + Sync>;
 
 /// What the [`WalHook`] is asked to make durable: a batch of pages about
@@ -53,7 +55,7 @@ pub struct WriterConfig {
     /// keeps clean, in percent (1 to 100).
     pub clean_ahead_percent: u32,
     /// How long the writer sleeps between passes when nobody wakes it.
-    pub interval_ms: u64,
+    pub interval: Duration,
     /// The most pages one batch writes (one WAL flush, that many writes
     /// in flight).
     pub batch_pages: usize,
@@ -65,26 +67,37 @@ impl Default for WriterConfig {
     fn default() -> WriterConfig {
         WriterConfig {
             clean_ahead_percent: 10,
-            interval_ms: 10,
+            interval: Duration::from_millis(10),
             batch_pages: 64,
         }
     }
 }
 
 impl WriterConfig {
-    /// Sets the share of frames ahead of the hand kept clean.
+    /// Sets the share of the frames, ahead of the clock hand, that the
+    /// writer keeps clean (default 10 %, between 1 and 100). Raise it
+    /// when faulting threads still write dirty victims back
+    /// ([`Stats::eviction_write_backs`](crate::Stats::eviction_write_backs)
+    /// grows) under a write-heavy load; every percent more writes some
+    /// pages back earlier, and a page changed again is written twice.
     pub fn clean_ahead_percent(mut self, percent: u32) -> WriterConfig {
         self.clean_ahead_percent = percent;
         self
     }
 
-    /// Sets the sleep between passes.
-    pub fn interval_ms(mut self, interval_ms: u64) -> WriterConfig {
-        self.interval_ms = interval_ms;
+    /// Sets the sleep between passes when no miss wakes the writer
+    /// (default 10 ms; at least 1 ms). A faulting thread that finds the
+    /// clean window short wakes it at once, so this only bounds how stale
+    /// the window gets in a quiet pool.
+    pub fn interval(mut self, interval: Duration) -> WriterConfig {
+        self.interval = interval;
         self
     }
 
-    /// Sets the most pages per batch.
+    /// Sets the most pages per batch (default 64, at least 1): one WAL
+    /// hook call and up to this many writes in flight. Lower it when the
+    /// WAL hook is slow and batches hold shared latches too long; raise
+    /// it for a device that wants deeper write queues.
     pub fn batch_pages(mut self, pages: usize) -> WriterConfig {
         self.batch_pages = pages;
         self
@@ -131,11 +144,11 @@ pub struct PoolConfig {
     /// `checkpoint_completion_target`, as a rate.
     pub checkpoint_pages_per_sec: u64,
     /// How long a miss waits for a frame when every frame is latched.
-    pub frame_wait_timeout_ms: u64,
+    pub frame_wait_timeout: Duration,
     /// How long a thread waits for a latch another thread holds before it
     /// gives up with [`Error::LatchTimeout`](crate::Error::LatchTimeout);
-    /// `u64::MAX` waits without a limit.
-    pub latch_wait_timeout_ms: u64,
+    /// [`Duration::MAX`] waits without a limit.
+    pub latch_wait_timeout: Duration,
     /// Optimistic attempts before falling back to the shared latch.
     pub optimistic_retries: u32,
     /// Frames the clock examines per sweep step.
@@ -146,6 +159,11 @@ pub struct PoolConfig {
     /// The most reads the io_uring engine keeps in flight at once is twice
     /// this (its submission queue's size).
     pub queue_depth: u32,
+    /// The pool's name: the `pool` label of its metrics.
+    pub name: String,
+    /// How often the pool publishes its [`Stats`](crate::Stats) through
+    /// the `metrics` facade (feature `metrics`; ignored without it).
+    pub metrics_interval: Duration,
 }
 
 impl PoolConfig {
@@ -162,27 +180,41 @@ impl PoolConfig {
             flush_batch_pages: 64,
             checkpoint_pages_in_flight: 4,
             checkpoint_pages_per_sec: 0,
-            frame_wait_timeout_ms: 10_000,
-            latch_wait_timeout_ms: 10_000,
+            frame_wait_timeout: Duration::from_secs(10),
+            latch_wait_timeout: Duration::from_secs(10),
             optimistic_retries: 8,
             evict_batch: 16,
             io_engine: IoEngine::Auto,
             queue_depth: 128,
+            name: "pagepool".to_string(),
+            metrics_interval: Duration::from_secs(1),
         }
     }
 
-    /// A pool of about `mib` MiB of frames.
+    /// A pool of about `mib` MiB of frames (256 frames a MiB).
+    ///
+    /// The frames are allocated, and registered with io_uring, once at
+    /// open; size the pool for the working set the engine wants cached,
+    /// since nothing grows it later.
     pub fn with_mib(mib: usize) -> PoolConfig {
         PoolConfig::new(mib.saturating_mul(256))
     }
 
-    /// Sets the I/O mode.
+    /// Sets how `open_file` opens data files (default
+    /// [`IoMode::Direct`]: `O_DIRECT`, no copy in the kernel's page
+    /// cache). [`IoMode::Buffered`] is for file systems that refuse
+    /// `O_DIRECT` (tmpfs before Linux 6.6, ramfs), where open says so with
+    /// [`Error::DirectIoUnsupported`](crate::Error::DirectIoUnsupported).
     pub fn io_mode(mut self, io_mode: IoMode) -> PoolConfig {
         self.io_mode = io_mode;
         self
     }
 
-    /// Turns checksum verification on load on or off.
+    /// Turns checksum verification on load on or off (default on). Pages
+    /// are stamped when written either way; turning it off saves a
+    /// CRC-32C of 4 KiB per miss (about a microsecond) and lets a
+    /// corrupt page through as data. Leave it on unless the layer below
+    /// already checks.
     pub fn verify_checksums(mut self, verify: bool) -> PoolConfig {
         self.verify_checksums = verify;
         self
@@ -224,14 +256,15 @@ impl PoolConfig {
     }
 
     /// Sets the pages per batch of `flush_all`, `flush_file` and `close`
-    /// (default 64).
+    /// (default 64; at least 1): one WAL hook call and this many writes in
+    /// flight each.
     pub fn flush_batch_pages(mut self, pages: usize) -> PoolConfig {
         self.flush_batch_pages = pages;
         self
     }
 
     /// Sets the pages a checkpoint (`flush_until`) keeps in flight
-    /// (default 4). More finish a checkpoint sooner and take more of the
+    /// (default 4; at least 1). More finish a checkpoint sooner and take more of the
     /// device from the foreground's misses while it runs: measured on a
     /// 2-core VM under `mixed`, the throughput during a checkpoint was
     /// 0.41× of the throughput outside one with 64 in flight, 0.73× with
@@ -249,18 +282,33 @@ impl PoolConfig {
         self
     }
 
-    /// Sets how long a miss waits for a free frame.
-    pub fn frame_wait_timeout_ms(mut self, timeout_ms: u64) -> PoolConfig {
-        self.frame_wait_timeout_ms = timeout_ms;
+    /// Sets how long a miss waits for a free frame when every frame is
+    /// latched (default 10 s; more than zero). The wait ends early as
+    /// soon as a guard is dropped; it times out
+    /// ([`Error::NoFreeFrame`](crate::Error::NoFreeFrame)) only when the
+    /// callers hold more guards at once than the pool has frames. Lower it
+    /// for a service that should shed load instead of queueing.
+    ///
+    /// ```
+    /// # use pagepool::PoolConfig;
+    /// # use std::time::Duration;
+    /// let config = PoolConfig::new(64).frame_wait_timeout(Duration::from_millis(500));
+    /// # assert_eq!(config.frame_wait_timeout, Duration::from_millis(500));
+    /// ```
+    pub fn frame_wait_timeout(mut self, timeout: Duration) -> PoolConfig {
+        self.frame_wait_timeout = timeout;
         self
     }
 
     /// Sets how long a thread waits for a latch that another thread holds
-    /// (`u64::MAX`: no limit). A latch is normally held for microseconds;
-    /// a wait this long means threads wait for each other's guards in a
-    /// cycle, or a guard is kept across something slow.
-    pub fn latch_wait_timeout_ms(mut self, timeout_ms: u64) -> PoolConfig {
-        self.latch_wait_timeout_ms = timeout_ms;
+    /// (default 10 s; more than zero; [`Duration::MAX`]: no limit). A
+    /// latch is normally held for microseconds; a wait this long means
+    /// threads wait for each other's guards in a cycle, or a guard is
+    /// kept across something slow. Not waiting at all is
+    /// [`ThreadPin::try_read`](crate::ThreadPin::try_read) and
+    /// [`ThreadPin::try_write`](crate::ThreadPin::try_write).
+    pub fn latch_wait_timeout(mut self, timeout: Duration) -> PoolConfig {
+        self.latch_wait_timeout = timeout;
         self
     }
 
@@ -270,17 +318,28 @@ impl PoolConfig {
         if cfg!(any(loom, feature = "shuttle")) {
             return None;
         }
-        std::time::Instant::now()
-            .checked_add(std::time::Duration::from_millis(self.latch_wait_timeout_ms))
+        std::time::Instant::now().checked_add(self.latch_wait_timeout)
     }
 
-    /// Sets the optimistic attempts before the shared-latch fallback.
+    /// Sets the optimistic attempts of [`BufferPool::optimistic`] before
+    /// it falls back to the shared latch (default 8; 0 goes to the latch
+    /// at once). A read retries only when a writer changed the page under
+    /// it; raise it for pages written very often, where the latch would
+    /// queue behind the writer anyway.
+    ///
+    /// [`BufferPool::optimistic`]: crate::BufferPool::optimistic
     pub fn optimistic_retries(mut self, retries: u32) -> PoolConfig {
         self.optimistic_retries = retries;
         self
     }
 
-    /// Chooses the I/O engine (default [`IoEngine::Auto`]).
+    /// Chooses the I/O engine (default [`IoEngine::Auto`]: io_uring where
+    /// the kernel allows it, else [`IoEngine::Sync`]).
+    /// [`IoEngine::Uring`] makes a kernel or sandbox that refuses io_uring
+    /// an error at open instead of a quiet fallback; [`Stats::engine`]
+    /// says which one runs.
+    ///
+    /// [`Stats::engine`]: crate::Stats::engine
     pub fn io_engine(mut self, engine: IoEngine) -> PoolConfig {
         self.io_engine = engine;
         self
@@ -294,12 +353,33 @@ impl PoolConfig {
         self
     }
 
-    /// Sets the clock's sweep step.
+    /// Sets how many frames the clock examines per sweep step (default
+    /// 16; at least 1). Larger steps take the clock's shared hand less
+    /// often under many faulting threads, and clear more reference marks
+    /// at a time.
     pub fn evict_batch(mut self, frames: usize) -> PoolConfig {
         self.evict_batch = frames;
         self
     }
 
+    /// Names the pool (default `"pagepool"`): the `pool` label of every
+    /// metric it reports, so that two pools of one process are told apart.
+    pub fn name(mut self, name: impl Into<String>) -> PoolConfig {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets how often the pool publishes its counters and gauges through
+    /// the `metrics` facade (feature `metrics`; default 1 s, at least
+    /// 1 ms). Each publication reads every frame's state word (see
+    /// [`BufferPool::stats`](crate::BufferPool::stats)); match it to the
+    /// exporter's scrape interval.
+    pub fn metrics_interval(mut self, interval: Duration) -> PoolConfig {
+        self.metrics_interval = interval;
+        self
+    }
+
+    /// Refuses the settings that cannot work, with what to change.
     pub(crate) fn validate(&self) -> Result<()> {
         if self.frames == 0 || self.frames > MAX_FRAMES {
             return Err(Error::InvalidConfig(format!(
@@ -319,11 +399,31 @@ impl PoolConfig {
                     "background_writer needs clean_ahead_percent in 1..=100 and batch_pages ≥ 1, not {writer:?}"
                 )));
             }
+            if writer.interval < Duration::from_millis(1) {
+                return Err(Error::InvalidConfig(format!(
+                    "background_writer's interval must be at least 1 ms (it would spin), not {:?}",
+                    writer.interval
+                )));
+            }
+        }
+        if self.frame_wait_timeout.is_zero() || self.latch_wait_timeout.is_zero() {
+            return Err(Error::InvalidConfig(format!(
+                "frame_wait_timeout and latch_wait_timeout must be more than zero (a zero wait \
+                 fails every contended access; ThreadPin::try_read and try_write do not wait), \
+                 not {:?} and {:?}",
+                self.frame_wait_timeout, self.latch_wait_timeout
+            )));
         }
         if self.flush_batch_pages == 0 || self.checkpoint_pages_in_flight == 0 {
             return Err(Error::InvalidConfig(
                 "flush_batch_pages and checkpoint_pages_in_flight must be at least 1".into(),
             ));
+        }
+        if self.metrics_interval < Duration::from_millis(1) {
+            return Err(Error::InvalidConfig(format!(
+                "metrics_interval must be at least 1 ms, not {:?}",
+                self.metrics_interval
+            )));
         }
         if self.evict_batch == 0 {
             return Err(Error::InvalidConfig(
@@ -348,12 +448,14 @@ impl fmt::Debug for PoolConfig {
                 &self.checkpoint_pages_in_flight,
             )
             .field("checkpoint_pages_per_sec", &self.checkpoint_pages_per_sec)
-            .field("frame_wait_timeout_ms", &self.frame_wait_timeout_ms)
-            .field("latch_wait_timeout_ms", &self.latch_wait_timeout_ms)
+            .field("frame_wait_timeout", &self.frame_wait_timeout)
+            .field("latch_wait_timeout", &self.latch_wait_timeout)
             .field("optimistic_retries", &self.optimistic_retries)
             .field("evict_batch", &self.evict_batch)
             .field("io_engine", &self.io_engine)
             .field("queue_depth", &self.queue_depth)
+            .field("name", &self.name)
+            .field("metrics_interval", &self.metrics_interval)
             .finish()
     }
 }
@@ -368,6 +470,33 @@ mod tests {
         assert!(err.to_string().contains("frames"), "{err}");
         let err = PoolConfig::new(4).evict_batch(0).validate().unwrap_err();
         assert!(err.to_string().contains("evict_batch"), "{err}");
+        let err = PoolConfig::new(4)
+            .latch_wait_timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("latch_wait_timeout"), "{err}");
+        let err = PoolConfig::new(4)
+            .frame_wait_timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("frame_wait_timeout"), "{err}");
+        let writer = WriterConfig::default().interval(Duration::ZERO);
+        let err = PoolConfig::new(4)
+            .background_writer(writer)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("interval"), "{err}");
+        let err = PoolConfig::new(4).queue_depth(0).validate().unwrap_err();
+        assert!(err.to_string().contains("queue_depth"), "{err}");
+        let err = PoolConfig::new(4)
+            .flush_batch_pages(0)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("flush_batch_pages"), "{err}");
+        PoolConfig::new(4)
+            .latch_wait_timeout(Duration::MAX)
+            .validate()
+            .unwrap();
         PoolConfig::with_mib(1).validate().unwrap();
         assert_eq!(PoolConfig::with_mib(2).frames, 512);
     }

@@ -126,6 +126,10 @@ pub enum Error {
         /// How long the caller waited.
         waited_ms: u64,
     },
+    /// A file is open under this id already
+    /// ([`BufferPool::open_file_as`](crate::BufferPool::open_file_as)).
+    #[error("{0} is taken: another data file is open under it")]
+    FileIdInUse(FileId),
     /// A page already has the most shared guards the latch can count.
     #[error("{page_id} already has the most shared guards a latch can count")]
     TooManySharedGuards {
@@ -176,7 +180,7 @@ pub enum Error {
         page_id: Option<PageId>,
     },
     /// Another thread held the page's latch for longer than
-    /// `latch_wait_timeout_ms` (a lock-order cycle between threads, or a
+    /// `latch_wait_timeout` (a lock-order cycle between threads, or a
     /// guard kept across a long operation).
     #[error(
         "{page_id}: waited {waited_ms} ms for a latch another thread holds; a cycle of \

@@ -6,7 +6,7 @@
 //!
 //! 1. Frame memory is only ever accessed as atomic words, except through
 //!    [`Frames::with_bytes`] and [`Frames::fill_bytes`], whose callers
-//!    guarantee exclusion (DESIGN.md memory-model rules 1–3).
+//!    guarantee exclusion (docs/design.md rules 1–3 and 6).
 //! 2. `frame_id < frame_count` for every frame id the pool hands around;
 //!    the accessors assert it.
 //! 3. `FrameMeta::page_id` changes only while the frame's latch is held
@@ -220,7 +220,7 @@ impl Frames {
     ///
     /// While `f` runs, no thread stores to this frame: the caller holds the
     /// frame's latch shared, or exclusively without storing through it
-    /// meanwhile (DESIGN.md rule 3).
+    /// meanwhile (docs/design.md rule 3).
     pub(crate) unsafe fn with_bytes<R>(&self, frame_id: FrameId, f: impl FnOnce(&[u8]) -> R) -> R {
         let words = self.words(frame_id);
         self.meta(frame_id).access.read(|| {
@@ -238,7 +238,7 @@ impl Frames {
     /// caller holds the latch exclusively and the frame is unreachable to
     /// optimistic readers (it came off the free list after its epoch grace
     /// period, and no reader proceeds past an `EXCL` state word)
-    /// (DESIGN.md rules 2 and 6).
+    /// (docs/design.md rules 2 and 6).
     pub(crate) unsafe fn fill_bytes<R>(
         &self,
         frame_id: FrameId,

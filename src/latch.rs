@@ -79,7 +79,7 @@
 //!   overlapping it fails validation either way.
 //! - **`claim`.** The frame is unreachable to optimistic readers: it left
 //!   the table before it was retired, and came off the free list only
-//!   after the epoch passed every reader pinned at the time (rule 6), so no
+//!   after the epoch passed every reader pinned at the time (docs/design.md rule 6), so no
 //!   reader can load its data until the loader's release publishes the
 //!   page. The store is a `Release` only so that a *waiter* that sees the
 //!   claimed state (with `Acquire`) also sees the new page id, which the

@@ -58,11 +58,35 @@ pub const MAX_FILES: usize = 1 << 15;
 /// The most pages one file can hold (page numbers `0..MAX_PAGES_PER_FILE`).
 pub const MAX_PAGES_PER_FILE: u64 = 1 << 47;
 
-/// A data file opened in a pool, numbered in order of opening.
+/// A data file opened in a pool: the high 16 bits of each of its
+/// [`PageId`]s.
+///
+/// [`BufferPool::open_file`](crate::BufferPool::open_file) gives a file the
+/// lowest free id. An engine whose log or catalog names pages across
+/// restarts opens each file under the id it recorded,
+/// with [`BufferPool::open_file_as`](crate::BufferPool::open_file_as):
+///
+/// ```
+/// use pagepool::{BufferPool, FileId, MemoryStorage, PoolConfig};
+/// let pool = BufferPool::open(PoolConfig::new(16))?;
+/// let orders = FileId::new(7).expect("below MAX_FILES");
+/// pool.open_storage_as(orders, Box::new(MemoryStorage::new()))?;
+/// assert_eq!(pool.page_count(orders)?, 0);
+/// # Ok::<(), pagepool::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileId(pub(crate) u16);
 
 impl FileId {
+    /// The file id `index`, or `None` at or above [`MAX_FILES`].
+    pub const fn new(index: u16) -> Option<FileId> {
+        if (index as usize) < MAX_FILES {
+            Some(FileId(index))
+        } else {
+            None
+        }
+    }
+
     /// The file's index in its pool (0 for the first file opened).
     pub fn index(self) -> usize {
         usize::from(self.0)

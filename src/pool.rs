@@ -50,7 +50,7 @@
 //!
 //! The wait itself ends when the state stops blocking, when the version
 //! moves (the frame may hold another page now), or after
-//! `latch_wait_timeout_ms` ([`Error::LatchTimeout`]). Only these slow paths
+//! `latch_wait_timeout` ([`Error::LatchTimeout`]). Only these slow paths
 //! pay for the checks; a hit runs none of them.
 
 use std::path::{Path, PathBuf};
@@ -63,13 +63,17 @@ use crate::access::{PageMut, PageRef, ThreadPin};
 use crate::config::PoolConfig;
 use crate::epoch::{EpochDomain, ThreadSlot};
 use crate::error::{Error, Result};
+use crate::file_table::FileTable;
 use crate::frames::{FrameId, Frames};
 use crate::held::GuardKind;
 use crate::io::{CompletionFn, DirectFile, Engine, FileIdentity, Storage};
-use crate::latch::{Blocked, TimedOut, WaitQueues, Want};
+use crate::latch::{Blocked, TimedOut, WaitQueues, Want, DIRTY, FREE};
 use crate::lifecycle::HeaderState;
+#[cfg(all(feature = "metrics", not(any(loom, feature = "shuttle"))))]
+use crate::metrics::MetricsPublisher;
+use crate::metrics::PoolMetrics;
 use crate::miss::{FreeFrames, Load, LoadFailures, ReadIntents};
-use crate::page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE};
+use crate::page::{FileId, PageId, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Stats};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
 use crate::table::PageTable;
@@ -97,27 +101,6 @@ pub(crate) enum WaitEnd {
     /// This thread itself holds a latch on the frame (which holds the
     /// page), of this kind: the caller decides, since waiting cannot end.
     HeldByCaller(GuardKind),
-}
-
-/// Refuses a store whose identity is that of an open file.
-fn refuse_open_twice(
-    files: &[Arc<DataFile>],
-    identity: Option<FileIdentity>,
-    path: impl FnOnce() -> PathBuf,
-) -> Result<()> {
-    let Some(identity) = identity else {
-        return Ok(());
-    };
-    match files
-        .iter()
-        .position(|file| file.identity == Some(identity))
-    {
-        Some(index) => Err(Error::AlreadyOpen {
-            path: path(),
-            file_id: FileId(index as u16),
-        }),
-        None => Ok(()),
-    }
 }
 
 /// A data file registered in the pool.
@@ -166,6 +149,10 @@ pub struct BufferPool {
     pub(crate) engine: Arc<Engine>,
     /// Set once `close` has flushed everything; `Drop` then skips flushing.
     closed: bool,
+    /// The `pagepool-metrics` thread (holds `core` and `engine`): stopped
+    /// and joined first when the pool drops.
+    #[cfg(all(feature = "metrics", not(any(loom, feature = "shuttle"))))]
+    metrics_publisher: Option<MetricsPublisher>,
 }
 
 /// The pool's shared state: frames, table, wait queues, files, epoch.
@@ -176,7 +163,7 @@ pub struct PoolCore {
     pub(crate) frames: Frames,
     pub(crate) table: PageTable,
     pub(crate) queues: WaitQueues,
-    pub(crate) files: RwLock<Vec<Arc<DataFile>>>,
+    pub(crate) files: RwLock<FileTable>,
     pub(crate) free: Arc<FreeFrames>,
     pub(crate) clock_hand: CachePadded<AtomicUsize>,
     pub(crate) epoch: EpochDomain,
@@ -189,6 +176,8 @@ pub struct PoolCore {
     pub(crate) recovery_lsns: RecoveryLsns,
     /// Wakes the background writer (`writeback/writer.rs`).
     pub(crate) writer_signal: WriterSignal,
+    /// Load latencies and the `metrics` facade (feature `metrics`).
+    pub(crate) metrics: Arc<PoolMetrics>,
 }
 
 #[doc(hidden)]
@@ -248,10 +237,11 @@ impl BufferPool {
             Error::InvalidConfig(format!("cannot allocate {} frames", config.frames))
         })?;
         let frame_count = config.frames;
+        let config_name = config.name.clone();
         let core = Arc::new(PoolCore {
             table: PageTable::new(config.frames),
             queues: WaitQueues::new(config.frames.clamp(1, 1024)),
-            files: RwLock::new(Vec::new()),
+            files: RwLock::new(FileTable::default()),
             free: FreeFrames::new(config.frames),
             clock_hand: CachePadded::new(AtomicUsize::new(0)),
             epoch: EpochDomain::new(),
@@ -261,6 +251,7 @@ impl BufferPool {
             read_intents: ReadIntents::new(frame_count),
             recovery_lsns: RecoveryLsns::new(frame_count),
             writer_signal: WriterSignal::new(),
+            metrics: Arc::new(PoolMetrics::new(frame_count, &config_name)),
         });
         let engine = Arc::new(Self::start_engine(&core)?);
         log::info!(
@@ -284,11 +275,43 @@ impl BufferPool {
             None => None,
         };
         Ok(BufferPool {
+            #[cfg(all(feature = "metrics", not(any(loom, feature = "shuttle"))))]
+            metrics_publisher: Some(Self::start_metrics(&core, &engine)?),
             core,
             writer,
             engine,
             closed: false,
         })
+    }
+
+    /// Starts the thread that publishes the stats through `metrics`.
+    #[cfg(all(feature = "metrics", not(any(loom, feature = "shuttle"))))]
+    fn start_metrics(core: &Arc<PoolCore>, engine: &Arc<Engine>) -> Result<MetricsPublisher> {
+        let (snapshot_core, snapshot_engine) = (Arc::clone(core), Arc::clone(engine));
+        MetricsPublisher::start(
+            core.config.metrics_interval,
+            Arc::clone(&core.metrics),
+            move || snapshot_core.stats_snapshot(&snapshot_engine),
+        )
+        .map_err(|source| Error::EngineStart { source })
+    }
+
+    /// Publishes the counters and gauges through the `metrics` facade now
+    /// (the pool also does every
+    /// [`metrics_interval`](PoolConfig::metrics_interval)); see
+    /// [`Stats`] for what each means.
+    ///
+    /// ```
+    /// # use pagepool::*;
+    /// // With a recorder installed (metrics_exporter_prometheus, say):
+    /// let pool = BufferPool::open(PoolConfig::new(64).name("orders"))?;
+    /// pool.publish_metrics(); // pagepool_hits_total{pool="orders"} ...
+    /// # Ok::<(), pagepool::Error>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn publish_metrics(&self) {
+        self.metrics.publish(&self.stats());
     }
 
     /// Starts the configured I/O engine; its completions end loads
@@ -312,27 +335,65 @@ impl BufferPool {
     }
 
     /// Opens (creating with mode 0600 if absent) a data file with the
-    /// configured [`IoMode`](crate::IoMode), and locks it for this pool.
+    /// configured [`IoMode`](crate::IoMode), and locks it for this pool,
+    /// under the lowest file id that is free (0 for the first).
     ///
     /// A file already open in this pool, under any path, is
     /// [`Error::AlreadyOpen`]; one locked by another open (another process,
     /// another pool) is [`Error::FileLocked`].
     pub fn open_file(&self, path: impl AsRef<Path>) -> Result<FileId> {
-        let path = path.as_ref();
+        self.open_file_under(None, path.as_ref())
+    }
+
+    /// Opens a data file as [`open_file`](BufferPool::open_file) does, under
+    /// the file id `file_id`: the id an engine's catalog or log recorded
+    /// for it, so that the page ids it logged name the same pages after a
+    /// restart. An id another open file has is [`Error::FileIdInUse`].
+    ///
+    /// ```no_run
+    /// # use pagepool::*;
+    /// # fn demo(pool: &BufferPool) -> Result<()> {
+    /// // The catalog says: id 3 is orders.db, id 9 is orders.idx.
+    /// pool.open_file_as(FileId::new(3).unwrap(), "orders.db")?;
+    /// pool.open_file_as(FileId::new(9).unwrap(), "orders.idx")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn open_file_as(&self, file_id: FileId, path: impl AsRef<Path>) -> Result<FileId> {
+        self.open_file_under(Some(file_id), path.as_ref())
+    }
+
+    fn open_file_under(&self, file_id: Option<FileId>, path: &Path) -> Result<FileId> {
         // Before locking: our own lock would make a second open of a file
         // this pool holds look like someone else's.
         let files = self.files.read().unwrap_or_else(|p| p.into_inner());
-        let identity = FileIdentity::of_path(path).ok();
-        refuse_open_twice(&files, identity, || path.to_path_buf())?;
+        files.refuse_open_twice(FileIdentity::of_path(path).ok(), || path.to_path_buf())?;
+        if let Some(file_id) = file_id.filter(|&id| files.get(id).is_some()) {
+            return Err(Error::FileIdInUse(file_id));
+        }
         drop(files);
         let file = DirectFile::open(path, self.config.io_mode)?;
-        self.open_storage(Box::new(file))
+        self.open_storage_under(file_id, Box::new(file))
     }
 
     /// Registers any [`Storage`] as a data file (in-memory stores for tests,
-    /// fault injectors). A store whose [`Storage::file_identity`] is that
-    /// of a file already open here is refused ([`Error::AlreadyOpen`]).
+    /// fault injectors), under the lowest free file id. A store whose
+    /// [`Storage::file_identity`] is that of a file already open here is
+    /// refused ([`Error::AlreadyOpen`]).
     pub fn open_storage(&self, storage: Box<dyn Storage>) -> Result<FileId> {
+        self.open_storage_under(None, storage)
+    }
+
+    /// Registers a [`Storage`] under the file id `file_id` (see
+    /// [`open_file_as`](BufferPool::open_file_as)).
+    pub fn open_storage_as(&self, file_id: FileId, storage: Box<dyn Storage>) -> Result<FileId> {
+        self.open_storage_under(Some(file_id), storage)
+    }
+
+    fn open_storage_under(
+        &self,
+        file_id: Option<FileId>,
+        storage: Box<dyn Storage>,
+    ) -> Result<FileId> {
         let describe = || PathBuf::from(format!("{storage:?}"));
         let page_count = storage.page_count().map_err(|source| Error::Open {
             path: describe(),
@@ -340,19 +401,26 @@ impl BufferPool {
         })?;
         let identity = storage.file_identity();
         let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
-        refuse_open_twice(&files, identity, describe)?;
-        if files.len() >= MAX_FILES {
-            return Err(Error::TooManyFiles(MAX_FILES));
-        }
-        let file_id = FileId(files.len() as u16);
-        files.push(Arc::new(DataFile {
+        files.refuse_open_twice(identity, describe)?;
+        let file_id = match file_id {
+            Some(file_id) => file_id,
+            None => files.lowest_free()?,
+        };
+        let file = Arc::new(DataFile {
             storage,
             identity,
             page_count: AtomicU64::new(page_count),
             sync: SyncTracker::default(),
             header: HeaderState::at_open(page_count),
-        }));
+        });
+        files.insert(file_id, file)?;
         Ok(file_id)
+    }
+
+    /// The ids of the open files, in id order.
+    pub fn file_ids(&self) -> Vec<FileId> {
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        files.iter().map(|(file_id, _)| file_id).collect()
     }
 
     /// Pages in `file_id`, allocated pages included.
@@ -370,13 +438,26 @@ impl BufferPool {
         &self.config
     }
 
-    /// Counters summed over every thread.
+    /// Counters summed over every thread, and the frames' gauges.
+    ///
+    /// The gauges are read off every frame's state word, about a
+    /// nanosecond a frame (a few milliseconds for a pool of 16 GiB): call
+    /// it to report, not on every operation. Each counter and gauge is
+    /// read at a slightly different moment, so two of them need not add
+    /// up exactly while the pool is busy.
+    ///
+    /// ```
+    /// # use pagepool::*;
+    /// let pool = BufferPool::open(PoolConfig::new(8))?;
+    /// let file = pool.open_storage(Box::new(MemoryStorage::new()))?;
+    /// let (_page_id, page) = pool.allocate(file)?;
+    /// drop(page);
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.resident_frames, stats.dirty_frames, stats.free_frames), (1, 1, 7));
+    /// # Ok::<(), pagepool::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
-        let mut stats = self.epoch.stats();
-        stats.engine = self.engine.kind();
-        stats.fixed_buffers = self.engine.fixed_buffers();
-        stats.arena_huge_pages = self.frames.huge_pages();
-        stats
+        self.core.stats_snapshot(&self.engine)
     }
 
     /// Keeps this thread pinned in the pool's epoch until the returned
@@ -798,6 +879,8 @@ impl BufferPool {
             self.table.insert(page_id, frame_id, &guard)
         };
         slot.stats.bump(Counter::Misses);
+        // A new page: no read, so its load ends here.
+        slot.stats.bump(Counter::LoadsEnded);
         if inserted.is_ok() {
             return Ok((page_id, PageMut::new(self, frame_id, page_id, true, &slot)));
         }
@@ -861,7 +944,8 @@ impl BufferPool {
             Ok(()) => Ok(WaitEnd::Retry),
             Err(TimedOut) => Err(Error::LatchTimeout {
                 page_id,
-                waited_ms: self.config.latch_wait_timeout_ms,
+                waited_ms: u64::try_from(self.config.latch_wait_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
             }),
         }
     }
@@ -873,6 +957,25 @@ impl BufferPool {
 }
 
 impl PoolCore {
+    /// [`BufferPool::stats`], for the pool's own threads too.
+    pub(crate) fn stats_snapshot(&self, engine: &Engine) -> Stats {
+        let mut stats = self.epoch.stats();
+        stats.engine = engine.kind();
+        stats.fixed_buffers = engine.fixed_buffers();
+        stats.arena_huge_pages = self.frames.huge_pages();
+        for frame_id in 0..self.frames.frame_count() {
+            let state = self.frames.meta(frame_id).latch.load();
+            if state & FREE != 0 {
+                stats.free_frames += 1;
+            } else {
+                stats.resident_frames += 1;
+                stats.dirty_frames += u64::from(state & DIRTY != 0);
+            }
+        }
+        stats.loading_frames = stats.misses.saturating_sub(stats.loads_ended);
+        stats
+    }
+
     /// The first, inlined attempt of an optimistic read: the validated
     /// result of a hit, or what `optimistic_retry` needs to go on (`None`:
     /// the table had no frame for the page).
@@ -975,7 +1078,7 @@ impl PoolCore {
     pub(crate) fn file(&self, file_id: FileId) -> Result<Arc<DataFile>> {
         let files = self.files.read().unwrap_or_else(|p| p.into_inner());
         files
-            .get(file_id.index())
+            .get(file_id)
             .cloned()
             .ok_or(Error::UnknownFile(file_id))
     }
@@ -985,6 +1088,8 @@ impl Drop for BufferPool {
     fn drop(&mut self) {
         // The writer first: no pass runs during or after the final flush.
         drop(self.writer.take());
+        #[cfg(all(feature = "metrics", not(any(loom, feature = "shuttle"))))]
+        drop(self.metrics_publisher.take());
         if self.closed {
             return;
         }
@@ -1152,7 +1257,10 @@ mod tests {
     #[test]
     fn giving_back_an_unpublished_frame_wakes_its_waiters() {
         use crate::latch::WAITERS;
-        let pool = BufferPool::open(PoolConfig::new(2).latch_wait_timeout_ms(5_000)).unwrap();
+        let pool = BufferPool::open(
+            PoolConfig::new(2).latch_wait_timeout(std::time::Duration::from_millis(5_000)),
+        )
+        .unwrap();
         let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
         let (page_id, page) = pool.allocate(file).unwrap();
         drop(page);
@@ -1187,7 +1295,10 @@ mod tests {
     #[test]
     fn a_recursive_read_goes_ahead_of_a_pending_writer() {
         use crate::latch::PENDING;
-        let pool = BufferPool::open(PoolConfig::new(4).latch_wait_timeout_ms(5_000)).unwrap();
+        let pool = BufferPool::open(
+            PoolConfig::new(4).latch_wait_timeout(std::time::Duration::from_millis(5_000)),
+        )
+        .unwrap();
         let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
         let (page_id, page) = pool.allocate(file).unwrap();
         drop(page);

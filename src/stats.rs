@@ -1,5 +1,5 @@
 //! Counters, kept per thread so that counting a hit writes no shared
-//! cache line.
+//! cache line, and the gauges read off the frames when asked.
 //!
 //! Each thread that uses a pool gets its own [`ThreadStats`], written only
 //! by that thread (a plain load and store, no read-modify-write) and read
@@ -55,6 +55,20 @@ pub struct Stats {
     pub wal_flushes: u64,
     /// Passes of the background writer.
     pub writer_passes: u64,
+    /// Page loads that ended (read in, failed, or a new page that needs
+    /// no read): `misses` minus this is how many are in flight
+    /// ([`Stats::loading_frames`]).
+    pub loads_ended: u64,
+    /// Gauge: frames holding a page (loaded, or being loaded).
+    pub resident_frames: u64,
+    /// Gauge: frames whose page differs from the file (not written back
+    /// yet; pages written and not yet synced are not counted).
+    pub dirty_frames: u64,
+    /// Gauge: frames holding no page (free, or evicted and waiting for the
+    /// epoch to let them go).
+    pub free_frames: u64,
+    /// Gauge: frames whose page is being read in.
+    pub loading_frames: u64,
     /// Which I/O engine runs the started reads.
     pub engine: crate::EngineKind,
     /// Whether the frame arena is registered with io_uring as fixed
@@ -76,6 +90,16 @@ impl Stats {
             self.hits as f64 / total as f64
         }
     }
+}
+
+/// Whether the `n`th event (from 1) of a kind the operator should hear
+/// of is logged: the 1st, 2nd, 4th, 8th ... so that a failing disk is
+/// reported at once and a thousand failures log ten lines, not a
+/// thousand. `seen` counts the events (a plain `std` atomic: bookkeeping,
+/// not a protocol of the pool).
+pub(crate) fn log_this(seen: &std::sync::atomic::AtomicU64) -> Option<u64> {
+    let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    n.is_power_of_two().then_some(n)
 }
 
 /// Which counter to bump.
@@ -100,9 +124,10 @@ pub(crate) enum Counter {
     WriteBatches,
     WalFlushes,
     WriterPasses,
+    LoadsEnded,
 }
 
-const COUNTERS: usize = 19;
+const COUNTERS: usize = 20;
 
 /// One thread's counters. Only the owning thread writes them. Aligned to
 /// two cache lines (the adjacent-line prefetcher pairs lines) so that two
@@ -144,6 +169,7 @@ impl ThreadStats {
         total.write_batches += get(Counter::WriteBatches);
         total.wal_flushes += get(Counter::WalFlushes);
         total.writer_passes += get(Counter::WriterPasses);
+        total.loads_ended += get(Counter::LoadsEnded);
     }
 }
 

@@ -126,7 +126,7 @@ pub(crate) fn pause() {
 /// `write` spans a bulk (non-atomic) fill of the frame from storage. Loom
 /// checks that every `write` is ordered by happens-before after every
 /// earlier `read` and `write` of the same frame, which is exactly the
-/// epoch's promise (DESIGN.md rule 6).
+/// epoch's promise (docs/design.md rule 6).
 #[derive(Debug, Default)]
 pub(crate) struct AccessTracker {
     #[cfg(loom)]

@@ -1,6 +1,6 @@
 //! Reading and writing page bytes through atomic words.
 //!
-//! Frame memory is `AtomicU64` words (DESIGN.md rule 1). A byte at offset
+//! Frame memory is `AtomicU64` words (docs/design.md rule 1). A byte at offset
 //! `o` is byte `o % 8` of word `o / 8` in memory order, so the words and a
 //! byte view of the same frame agree; multi-byte values are little-endian
 //! on disk and in these accessors. Every accessor is bounds-checked against
@@ -51,7 +51,7 @@ pub(crate) fn check(offset: usize, len: usize) -> Result<(), OutOfBounds> {
 
 /// Copies `out.len()` bytes starting at `offset` (in bounds) out of `words`.
 pub(crate) fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
-    if offset % 8 == 0 {
+    if offset.is_multiple_of(8) {
         // Word-aligned (a record, a value): one load and one 8-byte store
         // per word, then the tail.
         let first = offset / 8;
@@ -296,7 +296,7 @@ mod tests {
         assert!(view.load_u8(PAGE_DATA_SIZE).is_err());
         assert!(view.load_u32(usize::MAX).is_err());
         assert!(view.copy_to(usize::MAX - 1, &mut [0u8; 4]).is_err());
-        assert!(view.copy_to(0, &mut vec![0u8; PAGE_DATA_SIZE + 1]).is_err());
+        assert!(view.copy_to(0, &mut [0u8; PAGE_DATA_SIZE + 1]).is_err());
         let err: crate::Error = view.load_u16(5000).unwrap_err().into();
         assert!(err.to_string().contains("offset 5000"), "{err}");
     }

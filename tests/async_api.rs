@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pagepool::testing::{FaultController, FaultKind, Faulty, IoOp};
 use pagepool::{
-    BufferPool, DirectFile, EngineKind, Error, FaultController, FaultKind, Faulty, FileId,
-    IoEngine, IoMode, IoOp, OwnedPageMut, OwnedPageRef, PageId, PoolConfig, ReadFuture, Storage,
-    WriteFuture,
+    BufferPool, DirectFile, EngineKind, Error, FileId, IoEngine, IoMode, OwnedPageMut,
+    OwnedPageRef, PageId, PoolConfig, ReadFuture, Storage, WriteFuture,
 };
 
 const PAGES: u64 = 256;

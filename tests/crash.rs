@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use pagepool::testing::{FaultKind, Faulty, IoOp};
 use pagepool::{
-    BufferPool, DirectFile, Error, FaultKind, Faulty, IoMode, IoOp, PageId, PoolConfig,
-    PAGE_DATA_SIZE, PAGE_SIZE,
+    BufferPool, DirectFile, Error, IoMode, PageId, PoolConfig, PAGE_DATA_SIZE, PAGE_SIZE,
 };
 
 /// Pages in the data file.
@@ -55,7 +55,7 @@ fn page_of(seed: u64, seq: u64) -> u64 {
 
 /// Whether the child calls `flush_all` after writing `seq`.
 fn flushes_after(seed: u64, seq: u64) -> bool {
-    mix(seed.rotate_left(7) ^ seq) % 6 == 0
+    mix(seed.rotate_left(7) ^ seq).is_multiple_of(6)
 }
 
 /// Words of the data area.
@@ -180,7 +180,7 @@ fn run_child(path: &Path, seed: u64, base: u64, split: bool, rng: &mut u64) -> R
     }
     // Kill at a random time, or right after a random number of acks.
     *rng = mix(*rng);
-    if *rng % 3 == 0 {
+    if (*rng).is_multiple_of(3) {
         let wanted = 1 + (*rng >> 8) % 6;
         let deadline = Instant::now() + Duration::from_secs(3);
         while (round.acks as u64) < wanted && Instant::now() < deadline {

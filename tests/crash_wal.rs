@@ -45,9 +45,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pagepool::testing::{FaultKind, Faulty, IoOp};
 use pagepool::{
-    BufferPool, DirectFile, Error, FaultKind, Faulty, FileId, IoMode, IoOp, PageId, PoolConfig,
-    WriterConfig, PAGE_DATA_SIZE,
+    BufferPool, DirectFile, Error, FileId, IoMode, PageId, PoolConfig, WriterConfig, PAGE_DATA_SIZE,
 };
 
 /// Pages the child spreads its changes over.
@@ -189,7 +189,7 @@ fn wal_child() {
         .background_writer(
             WriterConfig::default()
                 .clean_ahead_percent(50)
-                .interval_ms(1)
+                .interval(std::time::Duration::from_millis(1))
                 .batch_pages(4),
         )
         .wal_hook(move |lsn| hook_log.lock().unwrap().flush_to(lsn));
@@ -400,8 +400,8 @@ fn wal_crash_recover_verify() {
     let (mut repaired, mut checkpoints, mut changes) = (0, 0, 0);
     for round in 0..kills {
         rng = mix(rng);
-        let split = rng % 2 == 0;
-        let kill = if (rng >> 4) % 3 == 0 {
+        let split = rng.is_multiple_of(2);
+        let kill = if (rng >> 4).is_multiple_of(3) {
             Kill::AtCheckpoint(1 + (rng >> 8) as u32 % 2)
         } else {
             Kill::After(Duration::from_micros(1_000 + (rng >> 8) % 40_000))

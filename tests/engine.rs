@@ -7,9 +7,10 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use pagepool::testing::{FaultController, FaultKind, Faulty, IoOp};
 use pagepool::{
-    BufferPool, DirectFile, EngineKind, Error, FaultController, FaultKind, Faulty, FileId,
-    IoEngine, IoMode, IoOp, PageId, PoolConfig, Storage,
+    BufferPool, DirectFile, EngineKind, Error, FileId, IoEngine, IoMode, PageId, PoolConfig,
+    Storage,
 };
 
 const PAGES: u64 = 64;
@@ -314,7 +315,7 @@ fn a_prefetch_larger_than_the_pool_does_not_wait_for_itself() {
         let pool = BufferPool::open(
             PoolConfig::new(8)
                 .io_engine(engine)
-                .frame_wait_timeout_ms(3_000),
+                .frame_wait_timeout(std::time::Duration::from_millis(3_000)),
         )
         .unwrap();
         let file = pool.open_file(&path).unwrap();

@@ -1,4 +1,4 @@
-//! The pool's behaviour under injected storage faults (issue 5, DESIGN.md
+//! The pool's behaviour under injected storage faults (issue 5; docs/design.md,
 //! "Durability and errors"), with `Faulty` over in-memory storage.
 //!
 //! - a failed read returns `Error::Read` naming the page, the frame goes
@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pagepool::testing::{FaultController, FaultKind, Faulty, IoOp};
 use pagepool::{
-    BufferPool, Error, FaultController, FaultKind, Faulty, FileId, IoOp, MemoryStorage, PageId,
-    PoolConfig, Storage, PAGE_DATA_SIZE, PAGE_SIZE,
+    BufferPool, Error, FileId, MemoryStorage, PageId, PoolConfig, Storage, PAGE_DATA_SIZE,
+    PAGE_SIZE,
 };
 
 /// One in-memory store shared between pools (a reopen after a close or a
@@ -52,7 +53,10 @@ fn value_of(data: &[u8]) -> u64 {
 fn faulty_pool(memory: &SharedMemory, frames: usize) -> (BufferPool, FileId, Arc<FaultController>) {
     let faulty = Faulty::new(Box::new(memory.clone()));
     let faults = faulty.controller();
-    let pool = BufferPool::open(PoolConfig::new(frames).frame_wait_timeout_ms(5_000)).unwrap();
+    let pool = BufferPool::open(
+        PoolConfig::new(frames).frame_wait_timeout(std::time::Duration::from_millis(5_000)),
+    )
+    .unwrap();
     let file = pool.open_storage(Box::new(faulty)).unwrap();
     (pool, file, faults)
 }

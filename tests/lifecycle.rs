@@ -10,7 +10,10 @@ use std::sync::Arc;
 use pagepool::{BufferPool, Error, FileId, MemoryStorage, PageId, PoolConfig};
 
 fn open(storage: &Arc<MemoryStorage>, frames: usize) -> (BufferPool, FileId) {
-    let pool = BufferPool::open(PoolConfig::new(frames).latch_wait_timeout_ms(10_000)).unwrap();
+    let pool = BufferPool::open(
+        PoolConfig::new(frames).latch_wait_timeout(std::time::Duration::from_millis(10_000)),
+    )
+    .unwrap();
     let file = pool.open_storage(Box::new(storage.clone())).unwrap();
     (pool, file)
 }

@@ -37,7 +37,7 @@ fn within<T: Send + 'static>(seconds: u64, scenario: impl FnOnce() -> T + Send +
 /// A short latch wait, so that a wait that should not happen ends the test
 /// with `LatchTimeout` rather than the watchdog.
 fn config(frames: usize) -> PoolConfig {
-    PoolConfig::new(frames).latch_wait_timeout_ms(3_000)
+    PoolConfig::new(frames).latch_wait_timeout(std::time::Duration::from_millis(3_000))
 }
 
 /// In-memory storage that panics on its next reads, writes or syncs when
@@ -449,7 +449,7 @@ fn the_wal_hook_runs_unpinned() {
     };
     let cfg = config(2)
         .wal_hook(hook)
-        .frame_wait_timeout_ms(2_000)
+        .frame_wait_timeout(std::time::Duration::from_millis(2_000))
         .evict_batch(1);
     let (pool, file) = reopened(&storage, 2, 3, cfg);
     let [p, q, r] = [0, 1, 2].map(|n| PageId::new(file, n));
@@ -477,7 +477,9 @@ fn the_wal_hook_runs_unpinned() {
 #[test]
 fn a_call_that_would_wait_inside_an_optimistic_closure_is_refused() {
     let storage = Arc::new(Panicky::default());
-    let cfg = config(2).frame_wait_timeout_ms(5_000).evict_batch(1);
+    let cfg = config(2)
+        .frame_wait_timeout(std::time::Duration::from_millis(5_000))
+        .evict_batch(1);
     let (pool, file) = reopened(&storage, 2, 3, cfg);
     let [p, q, r] = [0, 1, 2].map(|n| PageId::new(file, n));
     within(30, move || {

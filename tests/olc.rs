@@ -8,7 +8,10 @@ use pagepool::{BufferPool, Error, FileId, MemoryStorage, OlcError, PageId, PoolC
 /// A pool of `frames` frames over an in-memory store of `pages` pages,
 /// page `n` holding `n` in word 0 and `100 + n` in word 1.
 fn pool_with(frames: usize, pages: u64) -> (BufferPool, FileId, Vec<PageId>) {
-    let pool = BufferPool::open(PoolConfig::new(frames).latch_wait_timeout_ms(5_000)).unwrap();
+    let pool = BufferPool::open(
+        PoolConfig::new(frames).latch_wait_timeout(std::time::Duration::from_millis(5_000)),
+    )
+    .unwrap();
     let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
     let mut ids = Vec::new();
     for n in 0..pages {

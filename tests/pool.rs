@@ -393,7 +393,10 @@ fn checksum_verification_can_be_turned_off() {
 
 #[test]
 fn pool_too_small_for_the_guards_held_times_out_with_a_clear_error() {
-    let pool = BufferPool::open(PoolConfig::new(2).frame_wait_timeout_ms(50)).unwrap();
+    let pool = BufferPool::open(
+        PoolConfig::new(2).frame_wait_timeout(std::time::Duration::from_millis(50)),
+    )
+    .unwrap();
     let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
     let (_a, guard_a) = pool.allocate(file).unwrap();
     let (_b, guard_b) = pool.allocate(file).unwrap();
@@ -774,4 +777,21 @@ fn evicted_pages_not_yet_synced_reload_from_memory_not_from_storage() {
         drop(pool.read(page_id).unwrap());
     }
     assert!(storage.reads.load(Ordering::SeqCst) > reads);
+}
+
+/// What may cross threads, pinned at compile time (what may not is
+/// `tests/ui/borrowed_guards_are_not_send.rs`).
+#[test]
+fn the_pool_and_its_values_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<BufferPool>();
+    send_sync::<PoolConfig>();
+    send_sync::<pagepool::Stats>();
+    send_sync::<Error>();
+    send_sync::<FileId>();
+    send_sync::<PageId>();
+    send_sync::<pagepool::OwnedPageRef>();
+    send_sync::<pagepool::OwnedPageMut>();
+    send_sync::<pagepool::Restart>();
+    send_sync::<pagepool::DirtyPage>();
 }

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use pagepool::testing::{FaultKind, Faulty, IoOp};
 use pagepool::{
-    BufferPool, DirectFile, DirtyPage, Error, FaultKind, Faulty, IoEngine, IoMode, IoOp,
-    MemoryStorage, PageId, PoolConfig, Storage, WriterConfig, PAGE_DATA_SIZE,
+    BufferPool, DirectFile, DirtyPage, Error, IoEngine, IoMode, MemoryStorage, PageId, PoolConfig,
+    Storage, WriterConfig, PAGE_DATA_SIZE,
 };
 
 fn lsn_of(buf: &[u8]) -> u64 {
@@ -331,7 +332,7 @@ fn the_background_writer_does_the_write_backs_and_stops_with_the_pool() {
             config = config.background_writer(
                 WriterConfig::default()
                     .clean_ahead_percent(50)
-                    .interval_ms(1),
+                    .interval(std::time::Duration::from_millis(1)),
             );
         }
         let pool = BufferPool::open(config).unwrap();
@@ -484,7 +485,7 @@ fn faults_in_the_background_writers_batches_lose_nothing() {
     let config = PoolConfig::new(32).wal_hook(|_| Ok(())).background_writer(
         WriterConfig::default()
             .clean_ahead_percent(100)
-            .interval_ms(1)
+            .interval(std::time::Duration::from_millis(1))
             .batch_pages(8),
     );
     let pool = BufferPool::open(config).unwrap();

@@ -654,7 +654,7 @@ mod tests {
             let mut n = 0u32;
             loop {
                 let mut k = key(n * 3).to_vec();
-                if n % 5 == 0 {
+                if n.is_multiple_of(5) {
                     k.extend_from_slice(b"-tail-beyond-eight");
                 }
                 let (index, _) = node.search(&k, false);

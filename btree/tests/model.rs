@@ -27,7 +27,7 @@ fn key(rng: &mut Rng, space: u64) -> Vec<u8> {
     // Keys of varied length sharing prefixes, so that comparisons cross
     // word boundaries.
     let mut key = format!("key-{:06}", n).into_bytes();
-    key.extend(std::iter::repeat(b'x').take((n % 23) as usize));
+    key.extend(std::iter::repeat_n(b'x', (n % 23) as usize));
     key
 }
 

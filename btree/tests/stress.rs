@@ -51,7 +51,10 @@ impl Rng {
 
 #[test]
 fn writers_readers_and_evictions_race_without_losing_anything() {
-    let pool = BufferPool::open(PoolConfig::new(48).latch_wait_timeout_ms(20_000)).unwrap();
+    let pool = BufferPool::open(
+        PoolConfig::new(48).latch_wait_timeout(std::time::Duration::from_millis(20_000)),
+    )
+    .unwrap();
     let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
     pool.format_file(file).unwrap();
     let tree = BTree::create(&pool, file).unwrap();

@@ -93,7 +93,7 @@ fn bench_writes_the_json_interface() {
         .keys()
         .map(String::as_str)
         .collect();
-    // DESIGN.md's two keys; extras (command, targets) may follow.
+    // the two stable keys (docs/design.md); extras (command, targets) may follow.
     assert!(
         top.contains(&"machine") && top.contains(&"results"),
         "{top:?}"
@@ -104,7 +104,7 @@ fn bench_writes_the_json_interface() {
     assert_eq!(results.len(), 2, "{report:#}");
     for result in results {
         let object = result.as_object().unwrap();
-        // Every DESIGN.md key, with its JSON type; extra keys are allowed.
+        // Every stable key (docs/design.md), with its JSON type; extra keys are allowed.
         for key in RESULT_FIELDS {
             assert!(object.contains_key(key), "{key} missing: {result:#}");
         }
@@ -603,4 +603,404 @@ fn bench_runs_the_writing_workloads_with_the_writer_on_and_off_and_checkpoints()
             other => panic!("unexpected row {other}"),
         }
     }
+}
+
+// ---- verify --json and inspect ----
+
+/// Runs `pagepool ARGS` and parses its stdout as one JSON object.
+fn pagepool_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = pagepool(args);
+    let stdout = text(&out.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|error| {
+        panic!(
+            "{args:?}: stdout is not one JSON object ({error}):\n{stdout}\nstderr:\n{}",
+            text(&out.stderr)
+        )
+    });
+    (out.status.code(), json, text(&out.stderr))
+}
+
+/// A formatted file: header (page 0), pages 1..=8 allocated with LSN
+/// 100 + n, pages 1 and 6 freed (list: 6 -> 1), root slot 0 -> page 2 and
+/// slot 5 -> page 7; then one zero page appended. 10 pages in all.
+fn write_formatted(path: &Path) {
+    use pagepool::PageId;
+    let pool = BufferPool::open(PoolConfig::new(64)).unwrap();
+    let file = pool.open_file(path).unwrap();
+    pool.format_file(file).unwrap();
+    for n in 1..=8u64 {
+        let (page_id, mut page) = pool.allocate(file).unwrap();
+        assert_eq!(page_id.page_no(), n);
+        page.store_u64(0, n).unwrap();
+        page.set_lsn(100 + n);
+    }
+    for n in [1, 6] {
+        pool.free_page(pool.write(PageId::new(file, n)).unwrap())
+            .unwrap();
+    }
+    pool.set_root(file, 0, Some(2)).unwrap();
+    pool.set_root(file, 5, Some(7)).unwrap();
+    assert_eq!(pool.free_page_count(file).unwrap(), 2);
+    pool.close().unwrap();
+    let data = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    data.set_len(10 * PAGE_SIZE as u64).unwrap();
+}
+
+/// Rewrites page `page_no`'s checksum the way the library computes it
+/// (src/page.rs: CRC-32C of bytes 0..4088, then the page number, le).
+fn restamp(bytes: &mut [u8], page_no: u64) {
+    let page = &mut bytes[page_no as usize * PAGE_SIZE..][..PAGE_SIZE];
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&page[..4088]), &page_no.to_le_bytes());
+    page[4088..4092].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn store_u64(bytes: &mut [u8], page_no: u64, offset: usize, value: u64) {
+    let at = page_no as usize * PAGE_SIZE + offset;
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    restamp(bytes, page_no);
+}
+
+fn problems(report: &serde_json::Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn verify_json_describes_a_good_file() {
+    let dir = scratch("verify_json_good");
+    let path = dir.join("good.db");
+    write_file(&path, 8);
+    let (code, report, stderr) = pagepool_json(&["verify", "--json", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{report:#}{stderr}");
+    assert_eq!(report["schema"], 1);
+    assert_eq!(report["path"], path.to_str().unwrap());
+    assert_eq!(report["pages"], 8);
+    assert_eq!(report["ok_pages"], 8);
+    assert_eq!(report["bad_page_count"], 0);
+    assert_eq!(report["bad_pages"], serde_json::json!([]));
+    // The text form ends in a line for grep.
+    let out = pagepool(&["verify", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("summary: pages=8 ok_pages=8 bad_pages=0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn verify_json_lists_each_bad_page() {
+    let dir = scratch("verify_json_bad");
+    let path = dir.join("bad.db");
+    write_file(&path, 8);
+    flip_byte(&path, 3 * PAGE_SIZE as u64 + 100);
+    flip_byte(&path, 7 * PAGE_SIZE as u64 - 1); // page 6's trailer magic
+    let (code, report, stderr) = pagepool_json(&["verify", "--json", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{report:#}{stderr}");
+    assert_eq!(report["schema"], 1);
+    assert_eq!(report["pages"], 8);
+    assert_eq!(report["ok_pages"], 6);
+    assert_eq!(report["bad_page_count"], 2);
+    let bad = report["bad_pages"].as_array().unwrap();
+    assert_eq!(bad.len(), 2, "{report:#}");
+    assert_eq!(bad[0]["page_no"], 3);
+    assert_eq!(bad[0]["byte_offset"], 12288);
+    assert!(
+        bad[0]["reason"].as_str().unwrap().contains("checksum"),
+        "{report:#}"
+    );
+    assert_eq!(bad[1]["page_no"], 6);
+    assert_eq!(bad[1]["byte_offset"], 24576);
+    assert!(
+        bad[1]["reason"].as_str().unwrap().contains("trailer"),
+        "{report:#}"
+    );
+    let out = pagepool(&["verify", path.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("\nsummary: pages=8 ok_pages=6 bad_pages=2\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn verify_and_inspect_say_what_to_pass_instead() {
+    let dir = scratch("json_errors");
+    let missing = dir.join("missing.db");
+    for command in ["verify", "inspect"] {
+        let (code, report, stderr) = pagepool_json(&[command, "--json", missing.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{command}: {report:#}");
+        assert_eq!(report["schema"], 1);
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.contains("No such file or directory")
+                && error.contains("pass the path of a pagepool data file"),
+            "{command}: {error}"
+        );
+        assert!(stderr.contains(error), "{command}: {stderr}");
+        assert!(!missing.exists(), "{command} created the file");
+
+        let out = pagepool(&[command, dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("is a directory"), "{command}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+    }
+    // An empty file holds 0 pages; that is not an error.
+    let empty = dir.join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let (code, report, _) = pagepool_json(&["inspect", "--json", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["pages"], 0);
+    assert_eq!(report["formatted"], false);
+    assert!(report["header"].is_null());
+    let (code, report, _) = pagepool_json(&["verify", "--json", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["pages"], 0);
+}
+
+#[test]
+fn inspect_describes_a_formatted_file_without_changing_it() {
+    let dir = scratch("inspect_formatted");
+    let path = dir.join("formatted.db");
+    write_formatted(&path);
+    let before = std::fs::read(&path).unwrap();
+    let (code, report, stderr) = pagepool_json(&["inspect", "--json", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{report:#}{stderr}");
+    assert_eq!(report["schema"], 1);
+    assert_eq!(report["file_size"], 10 * 4096);
+    assert_eq!(report["page_size"], 4096);
+    assert_eq!(report["pages"], 10);
+    assert_eq!(report["trailing_bytes"], 0);
+    assert_eq!(report["formatted"], true);
+    let header = &report["header"];
+    assert_eq!(header["version"], 1);
+    assert_eq!(header["checksum_ok"], true);
+    assert_eq!(header["free_head"], 6, "the page freed last");
+    assert_eq!(header["free_count"], 2);
+    assert_eq!(
+        header["roots"],
+        serde_json::json!([{ "slot": 0, "page_no": 2 }, { "slot": 5, "page_no": 7 }])
+    );
+    assert_eq!(
+        report["counts"],
+        serde_json::json!({ "header": 1, "data": 6, "free": 2, "zero": 1, "corrupt": 0 })
+    );
+    assert_eq!(report["corrupt_pages"], serde_json::json!([]));
+    // Pages 2..=5, 7, 8 keep their LSNs; freeing cleared pages 1's and 6's.
+    assert_eq!(
+        report["lsn_range"],
+        serde_json::json!({ "min": 102, "max": 108 })
+    );
+    let list = &report["free_list"];
+    assert_eq!(list["walked"], 2);
+    assert_eq!(list["header_count"], 2);
+    assert_eq!(list["matches_header"], true);
+    assert_eq!(list["consistent"], true);
+    assert_eq!(list["marked_free_off_list"], 0);
+    assert!(problems(&report).is_empty(), "{report:#}");
+
+    let out = pagepool(&["inspect", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("format version 1"), "{stdout}");
+    assert!(
+        stdout.contains("root slots: 0 -> page 2, 5 -> page 7"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("LSN range:  102..=108"), "{stdout}");
+    assert!(
+        stdout.contains("\nsummary: pages=10 header=1 data=6 free=2 zero=1 corrupt=0 problems=0\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "inspect changed the file"
+    );
+
+    // The same on tmpfs, where O_DIRECT is refused.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let copy = shm.join(format!("pagepool-inspect-{}.db", std::process::id()));
+        std::fs::write(&copy, &before).unwrap();
+        let (code, again, _) = pagepool_json(&["inspect", "--json", copy.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&copy);
+        assert_eq!(code, Some(0), "{again:#}");
+        assert_eq!(again["counts"], report["counts"]);
+    }
+}
+
+#[test]
+fn inspect_checks_checksums_as_the_library_does() {
+    let dir = scratch("inspect_checksums");
+    let path = dir.join("plain.db");
+    write_file(&path, 8);
+    let (code, report, _) = pagepool_json(&["inspect", "--json", path.to_str().unwrap()]);
+    // Every page the library wrote verifies.
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["formatted"], false);
+    assert!(report["header"].is_null() && report["free_list"].is_null());
+    assert_eq!(
+        report["counts"],
+        serde_json::json!({ "header": 0, "data": 8, "free": 0, "zero": 0, "corrupt": 0 })
+    );
+    assert!(report["lsn_range"].is_null(), "no LSN was set");
+
+    // One flipped data byte; a good page copied to the wrong offset (the
+    // page number is part of the checksum); a damaged magic.
+    flip_byte(&path, 3 * PAGE_SIZE as u64 + 100);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.copy_within(PAGE_SIZE..2 * PAGE_SIZE, 5 * PAGE_SIZE);
+    bytes[7 * PAGE_SIZE + 4094] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, report, _) = pagepool_json(&["inspect", "--json", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["counts"]["corrupt"], 3);
+    assert_eq!(report["counts"]["data"], 5);
+    let corrupt = report["corrupt_pages"].as_array().unwrap();
+    let numbers: Vec<u64> = corrupt
+        .iter()
+        .map(|p| p["page_no"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3, 5, 7], "{report:#}");
+    assert_eq!(corrupt[1]["byte_offset"], 5 * 4096);
+    assert!(corrupt[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("checksum mismatch"));
+    assert!(corrupt[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("checksum mismatch"));
+    assert!(corrupt[2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no page trailer"));
+    assert!(
+        problems(&report)
+            .iter()
+            .any(|p| p.contains("3 corrupt pages")),
+        "{report:#}"
+    );
+    // verify (through the pool) finds the same pages.
+    let (code, verified, _) = pagepool_json(&["verify", "--json", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    let verified: Vec<u64> = verified["bad_pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["page_no"].as_u64().unwrap())
+        .collect();
+    assert_eq!(verified, numbers);
+}
+
+#[test]
+fn inspect_finds_a_broken_free_list_and_roots() {
+    let dir = scratch("inspect_free_list");
+    let path = dir.join("formatted.db");
+    write_formatted(&path);
+    let good = std::fs::read(&path).unwrap();
+    let inspect = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        let (code, report, _) = pagepool_json(&["inspect", "--json", path.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{report:#}");
+        assert_eq!(report["header"]["checksum_ok"], true, "restamped");
+        report
+    };
+
+    // The header counts 3 free pages; slot 9 names a page past the end.
+    let mut bytes = good.clone();
+    store_u64(&mut bytes, 0, 24, 3);
+    store_u64(&mut bytes, 0, 64 + 8 * 9, 99);
+    let report = inspect(&bytes);
+    let list = &report["free_list"];
+    assert_eq!(list["walked"], 2);
+    assert_eq!(list["header_count"], 3);
+    assert_eq!(list["matches_header"], false);
+    assert_eq!(list["consistent"], false);
+    let found = problems(&report);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("counts 3 free pages, the list holds 2")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("root slot 9 names page 99, past the end")),
+        "{found:?}"
+    );
+
+    // Free page 1 links back to page 6: a cycle.
+    let mut bytes = good.clone();
+    store_u64(&mut bytes, 1, 8, 6);
+    let report = inspect(&bytes);
+    assert_eq!(report["free_list"]["walked"], 2);
+    assert_eq!(report["free_list"]["consistent"], false);
+    let found = problems(&report);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("cycle") && p.contains("page 6")),
+        "{found:?}"
+    );
+
+    // The head names data page 4: not marked free; pages 6 and 1 leak.
+    let mut bytes = good.clone();
+    store_u64(&mut bytes, 0, 16, 4);
+    let report = inspect(&bytes);
+    let list = &report["free_list"];
+    assert_eq!(list["walked"], 0);
+    assert_eq!(list["marked_free_off_list"], 2);
+    let found = problems(&report);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("links to page 4, which is not marked free (a data page)")),
+        "{found:?}"
+    );
+    assert_eq!(report["counts"]["free"], 2);
+}
+
+#[test]
+fn inspect_reports_a_trailing_partial_page() {
+    let dir = scratch("inspect_partial");
+    let path = dir.join("torn.db");
+    write_formatted(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[7u8; 100]);
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, report, stderr) = pagepool_json(&["inspect", "--json", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{report:#}{stderr}");
+    assert_eq!(report["file_size"], 10 * 4096 + 100);
+    assert_eq!(report["pages"], 10);
+    assert_eq!(report["trailing_bytes"], 100);
+    assert_eq!(report["counts"]["data"], 6, "the whole pages are scanned");
+    let found = problems(&report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("partial page: 100 bytes"), "{found:?}");
+    let out = pagepool(&["inspect", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("+ a partial page of 100 bytes"), "{stdout}");
+    assert!(!text(&out.stderr).contains("panicked"));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "inspect changed the file"
+    );
+    // verify refuses it, and points at inspect.
+    let out = pagepool(&["verify", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("not a multiple") && stderr.contains("pagepool inspect"),
+        "{stderr}"
+    );
 }

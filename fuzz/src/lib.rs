@@ -52,10 +52,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use pagepool::{
-    BufferPool, Error, FaultController, FaultKind, Faulty, FileId, IoOp, MemoryStorage, PageId,
-    PageMut, PageRef, PoolConfig, Storage, PAGE_DATA_SIZE, PAGE_SIZE,
-};
+use pagepool::{BufferPool, Error, FileId, MemoryStorage, PageId, PageMut, PageRef, PoolConfig, Storage, PAGE_DATA_SIZE, PAGE_SIZE};
+use pagepool::testing::{FaultController, FaultKind, Faulty, IoOp};
 
 /// Files each pool opens.
 pub const FILES: usize = 2;
@@ -471,7 +469,7 @@ impl Harness {
         // Generous: a frame on its way back through the epoch must never
         // time out, however slow the machine. The input never holds a
         // guard on every frame, so no wait is ever long.
-        let config = PoolConfig::new(self.frames).frame_wait_timeout_ms(2_000);
+        let config = PoolConfig::new(self.frames).frame_wait_timeout(std::time::Duration::from_millis(2_000));
         let pool = BufferPool::open(config).unwrap();
         self.files.clear();
         for (index, medium) in self.media.iter().enumerate() {

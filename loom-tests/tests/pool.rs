@@ -44,7 +44,7 @@ fn pool_with_pages(frames: usize, pages: u64) -> (Arc<BufferPool>, FileId) {
         setup.close().unwrap();
     }
     let config = PoolConfig::new(frames)
-        .frame_wait_timeout_ms(3_600_000)
+        .frame_wait_timeout(std::time::Duration::from_millis(3_600_000))
         .evict_batch(1);
     let pool = BufferPool::open(config).unwrap();
     let file = pool.open_storage(Box::new(storage)).unwrap();
@@ -202,7 +202,8 @@ impl pagepool::Storage for FailFirstWrite {
 fn a_failed_write_back_redirties_and_a_later_flush_writes_while_others_allocate() {
     run(FLUSH_PATH_BOUND, || {
         let storage = Arc::new(MemoryStorage::new());
-        let config = PoolConfig::new(3).frame_wait_timeout_ms(3_600_000);
+        let config =
+            PoolConfig::new(3).frame_wait_timeout(std::time::Duration::from_millis(3_600_000));
         let pool = Arc::new(BufferPool::open(config).unwrap());
         let file = pool
             .open_storage(Box::new(FailFirstWrite {

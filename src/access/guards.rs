@@ -170,7 +170,7 @@ impl Deref for PageRef<'_> {
     fn deref(&self) -> &[u8] {
         // SAFETY: this guard holds the frame's shared latch for as long as
         // the returned slice can live (it borrows `self`), so no writer
-        // stores to the frame meanwhile (DESIGN.md rule 3).
+        // stores to the frame meanwhile (docs/design.md rule 3).
         let bytes = unsafe { self.pool.frames().bytes(self.frame_id) };
         &bytes[..PAGE_DATA_SIZE]
     }
@@ -338,7 +338,7 @@ impl Deref for PageMut<'_> {
 
     fn deref(&self) -> &[u8] {
         // Our own stores need `&mut self`, which the borrow of the returned
-        // slice rules out; racing optimistic loads are reads (rules 2–3).
+        // slice rules out; racing optimistic loads are reads (docs/design.md rules 2–3).
         // SAFETY: exclusive latch held: no other thread stores to the frame.
         let bytes = unsafe { self.pool.frames().bytes(self.frame_id) };
         &bytes[..PAGE_DATA_SIZE]

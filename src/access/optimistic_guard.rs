@@ -28,7 +28,7 @@
 //! # Never blocking while pinned
 //!
 //! A guard holds this thread's epoch pin (that is what keeps its frame from
-//! being recycled under its view; DESIGN.md rule 6). A pinned thread must
+//! being recycled under its view; docs/design.md rule 6). A pinned thread must
 //! not block: it would hold back frame reclamation for the whole pool. So
 //! a guard that cannot start at once — its page is not resident, or a
 //! writer or loader holds it — does not wait while another guard of the
@@ -38,7 +38,7 @@
 //! waits for) the deferred page, unpinned, then goes on. A guard started
 //! with no other guard alive loads or waits at once and returns a fresh
 //! guard. Every wait ends: a load or wait takes the ordinary paths, with
-//! their deadlines (`latch_wait_timeout_ms`, `frame_wait_timeout_ms`).
+//! their deadlines (`latch_wait_timeout`, `frame_wait_timeout`).
 //!
 //! # What a caller may do while it holds a guard
 //!
@@ -48,7 +48,7 @@
 //! | `ThreadPin::try_read` / `try_write`             | yes (they never block)                                  |
 //! | `read` / `write` / `optimistic` that hit        | yes                                                     |
 //! | any call that would load, wait or write back    | [`Error::WouldBlockWhilePinned`], nothing changed        |
-//! | `allocate`, `free_page`, `flush*`, `close`      | [`Error::WouldBlockWhilePinned`] (they may do I/O)       |
+//! | `allocate`, `free_page`, `flush*`               | [`Error::WouldBlockWhilePinned`] (they may do I/O)       |
 //!
 //! A guard is not `Send` (its pin belongs to its thread) and borrows the
 //! pool, so a pool cannot be closed under it.

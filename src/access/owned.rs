@@ -7,7 +7,7 @@
 //! be shared (`Sync`). The price of the second: the pool cannot tell that
 //! the thread asking for a page is the one that holds its owned guard. A
 //! thread that holds an [`OwnedPageMut`] and asks for the same page waits
-//! for itself until `latch_wait_timeout_ms` ([`Error::LatchTimeout`]),
+//! for itself until `latch_wait_timeout` ([`Error::LatchTimeout`]),
 //! where a borrowed guard gets [`Error::SelfDeadlock`] at once.
 //!
 //! [`Error::LatchTimeout`]: crate::Error::LatchTimeout
@@ -104,7 +104,7 @@ impl Deref for OwnedPageRef {
     fn deref(&self) -> &[u8] {
         // SAFETY: this guard holds the frame's shared latch for as long as
         // the returned slice can live (it borrows `self`), so no writer
-        // stores to the frame meanwhile (DESIGN.md rule 3).
+        // stores to the frame meanwhile (docs/design.md rule 3).
         let bytes = unsafe { self.pool.frames().bytes(self.frame_id) };
         &bytes[..PAGE_DATA_SIZE]
     }

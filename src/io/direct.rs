@@ -209,7 +209,7 @@ fn open_error(path: &Path, source: io::Error) -> Error {
 }
 
 fn check_buf(buf_len: usize, buf_addr: usize) -> io::Result<()> {
-    if buf_len != PAGE_SIZE || buf_addr % PAGE_SIZE != 0 {
+    if buf_len != PAGE_SIZE || !buf_addr.is_multiple_of(PAGE_SIZE) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "page buffers must be one page, 4096-aligned",
@@ -322,8 +322,8 @@ mod tests {
     fn unaligned_buffers_are_refused_not_passed_to_the_kernel() {
         let path = scratch("direct-unaligned");
         let file = DirectFile::open(&path, IoMode::Direct).unwrap();
-        let mut buf = vec![0u8; PAGE_SIZE + 1];
-        let unaligned = if buf.as_ptr() as usize % PAGE_SIZE == 0 {
+        let mut buf = [0u8; PAGE_SIZE + 1];
+        let unaligned = if (buf.as_ptr() as usize).is_multiple_of(PAGE_SIZE) {
             &mut buf[1..]
         } else {
             &mut buf[..PAGE_SIZE]

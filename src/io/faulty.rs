@@ -405,7 +405,8 @@ fn enospc() -> io::Error {
 /// fault fails the sync.
 ///
 /// ```
-/// use pagepool::{BufferPool, Error, FaultKind, Faulty, IoOp, MemoryStorage, PoolConfig};
+/// use pagepool::testing::{FaultKind, Faulty, IoOp};
+/// use pagepool::{BufferPool, Error, MemoryStorage, PoolConfig};
 ///
 /// let faulty = Faulty::new(Box::new(MemoryStorage::new()));
 /// let faults = faulty.controller();

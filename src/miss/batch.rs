@@ -215,21 +215,28 @@ impl BufferPool {
                     next += 1;
                 }
             }
-            // Hand over every page that is in (which frees frames).
+            // Hand over every page that is in (which frees frames): the
+            // pages that were resident first, then the reads that ended (a
+            // read may end before the hits' turn comes).
             let before = batch.waiting.len();
             let mut wait_on = None;
-            batch.waiting.retain(|&(page_id, started)| {
-                match self.poll_started(page_id, started, &slot) {
-                    Poll::Ready(page) => each(page_id, Ok(page)),
-                    Poll::Failed(error) => each(page_id, Err(error)),
-                    Poll::Absent => each(page_id, self.read_with(page_id, &slot)),
-                    Poll::Busy(frame_id) => {
-                        wait_on.get_or_insert((page_id, frame_id));
+            for hits_only in [true, false] {
+                batch.waiting.retain(|&(page_id, started)| {
+                    if hits_only && started.is_some() {
                         return true;
                     }
-                }
-                false
-            });
+                    match self.poll_started(page_id, started, &slot) {
+                        Poll::Ready(page) => each(page_id, Ok(page)),
+                        Poll::Failed(error) => each(page_id, Err(error)),
+                        Poll::Absent => each(page_id, self.read_with(page_id, &slot)),
+                        Poll::Busy(frame_id) => {
+                            wait_on.get_or_insert((page_id, frame_id));
+                            return true;
+                        }
+                    }
+                    false
+                });
+            }
             if batch.waiting.len() < before {
                 continue;
             }
@@ -309,8 +316,9 @@ impl BufferPool {
         let retained = file.sync.with_retained(page_id.page_no(), |_| ()).is_some();
         if retained || !self.engine.takes(fd) {
             let _holding = slot.held.hold(frame_id, GuardKind::Exclusive);
+            let _ended = Undo::new(|| slot.stats.bump(Counter::LoadsEnded));
             let undo = Undo::new(|| self.unmap_and_retire(frame_id, page_id, slot));
-            self.read_into(frame_id, page_id, &file, slot)?;
+            self.timed_read_into(frame_id, page_id, &file, slot)?;
             undo.disarm();
             drop(_holding);
             self.release_exclusive(frame_id, false);
@@ -327,6 +335,7 @@ impl BufferPool {
             self.read_intents.want(frame_id, claim_version);
         }
         slot.stats.bump(Counter::ReadsStarted);
+        self.metrics.load_started(frame_id);
         submission.reads.push(FrameIo {
             frame_id,
             fd: fd.unwrap_or(-1),

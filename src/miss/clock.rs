@@ -2,7 +2,7 @@
 //!
 //! See the parent module's docs ("Free frames and eviction").
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_utils::Backoff;
 
@@ -20,6 +20,10 @@ use crate::undo::Undo;
 /// How many times a search that may not wait nudges the epoch for the
 /// frames it (or others) just evicted before it gives up.
 const NOWAIT_COLLECTS: u32 = 8;
+
+/// A frame wait this long is logged once (a warning): a pool this busy
+/// is too small, or a caller holds many guards across something slow.
+const SLOW_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl BufferPool {
     /// A free frame (still `FREE`, off the free stack, unreachable; the
@@ -46,11 +50,12 @@ impl BufferPool {
 
     fn find_free_frame(&self, slot: &ThreadSlot, wait: bool) -> Result<Option<FrameId>> {
         let started = Instant::now();
-        let timeout = Duration::from_millis(self.config.frame_wait_timeout_ms);
+        let timeout = self.config.frame_wait_timeout;
         let full_sweeps = 2 * self.frames.frame_count();
         let mut visited_without_eviction = 0;
         let mut collects_left = NOWAIT_COLLECTS;
         let backoff = Backoff::new();
+        let mut warned = false;
         loop {
             if let Some(frame_id) = self.free.pop() {
                 return Ok(Some(frame_id));
@@ -88,10 +93,22 @@ impl BufferPool {
                 collects_left -= 1;
                 continue;
             }
-            if started.elapsed() >= timeout {
+            let waited = started.elapsed();
+            if waited >= timeout {
+                log::error!(
+                    "pagepool: no frame became free in {waited:?}: every frame is latched; \
+                     the pool is too small for the guards held at once"
+                );
                 return Err(Error::NoFreeFrame {
-                    waited_ms: started.elapsed().as_millis() as u64,
+                    waited_ms: waited.as_millis() as u64,
                 });
+            }
+            if !warned && waited >= SLOW_FRAME_WAIT {
+                warned = true;
+                log::warn!(
+                    "pagepool: a miss has waited {waited:?} for a free frame (every frame \
+                     latched or awaiting reclamation); it gives up after {timeout:?}"
+                );
             }
             if backoff.is_completed() {
                 let _suspended = slot.suspend();

@@ -214,16 +214,19 @@ impl PoolCore {
                 source: io::Error::other("the storage panicked"),
             };
             self.fail_load(frame_id, page_id, claim_version, error, &slot);
+            slot.stats.bump(Counter::LoadsEnded);
         });
         let result = self.file(page_id.file_id()).and_then(|file| match outcome {
             None => self.read_into(frame_id, page_id, &file, &slot),
             Some(result) => self.check_ring_read(frame_id, page_id, &file, result, &slot),
         });
         failed.disarm();
+        self.metrics.load_ended(frame_id);
         match result {
             Ok(()) => self.publish_read(frame_id, claim_version),
             Err(error) => self.fail_load(frame_id, page_id, claim_version, error, &slot),
         }
+        slot.stats.bump(Counter::LoadsEnded);
     }
 
     /// Publishes a page read in: releases `EXCL`, or for a wanted read
@@ -251,6 +254,19 @@ impl PoolCore {
         // page gone finds its error.
         self.load_failures.record(frame_id, claim_version, error);
         self.unmap_and_retire(frame_id, page_id, slot);
+    }
+
+    /// [`read_into`](Self::read_into) for a synchronous load: its latency
+    /// goes to the metrics (`metrics.rs`).
+    pub(crate) fn timed_read_into(
+        &self,
+        frame_id: FrameId,
+        page_id: PageId,
+        file: &DataFile,
+        slot: &ThreadSlot,
+    ) -> Result<()> {
+        self.metrics
+            .time(|| self.read_into(frame_id, page_id, file, slot))
     }
 
     /// Reads `page_id` from storage (or from its retained image) into the
@@ -328,6 +344,10 @@ impl PoolCore {
                 format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
             }
         };
+        static CORRUPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if let Some(n) = crate::stats::log_this(&CORRUPT) {
+            log::error!("pagepool: {page_id} is corrupt ({reason}); {n} corrupt loads so far");
+        }
         Err(Error::Corrupt { page_id, reason })
     }
 

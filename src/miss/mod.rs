@@ -28,9 +28,9 @@
 //! resident and the frame is released. The victim's table entry
 //! is removed and the frame retired: it returns to the stack through an
 //! epoch-deferred closure, only when no pinned reader can still be reading
-//! it (DESIGN.md rule 6). A thread short of frames keeps nudging the epoch
+//! it (docs/design.md rule 6). A thread short of frames keeps nudging the epoch
 //! forward until frames come back, or gives up after
-//! `frame_wait_timeout_ms` with [`Error::NoFreeFrame`].
+//! `frame_wait_timeout` with [`Error::NoFreeFrame`].
 
 use std::sync::Arc;
 
@@ -130,8 +130,10 @@ impl BufferPool {
         let _holding = slot.held.hold(frame_id, GuardKind::Exclusive);
         // An error or a panic in the storage: waiters see `FREE` and load
         // the page again.
+        // However the load ends (a panic too), it is counted as ended.
+        let _ended = Undo::new(|| slot.stats.bump(Counter::LoadsEnded));
         let undo = Undo::new(|| self.unmap_and_retire(frame_id, page_id, slot));
-        self.read_into(frame_id, page_id, &file, slot)?;
+        self.timed_read_into(frame_id, page_id, &file, slot)?;
         undo.disarm();
         debug_assert_eq!(self.frames.meta(frame_id).latch.load() & DIRTY, 0);
         Ok(Load::Loaded(frame_id))

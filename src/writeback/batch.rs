@@ -250,7 +250,7 @@ impl PoolCore {
                 continue;
             }
             // SAFETY: the batch holds the frame's shared latch, so no
-            // store races the write (DESIGN.md rule 3).
+            // store races the write (docs/design.md rule 3).
             let written = unsafe {
                 self.frames.with_bytes(page.frame_id, |bytes| {
                     file.storage.write_page(page.page_id.page_no(), bytes)
@@ -302,6 +302,7 @@ impl PoolCore {
             Err(error) => {
                 meta.latch.redirty();
                 self.release_shared(taken.frame_id);
+                log_failed_write_back(&error);
                 Err(error)
             }
         }
@@ -324,4 +325,12 @@ enum Take {
     /// Dirty (or being written), and held by someone.
     Busy(PageId),
     Clean,
+}
+
+/// Logs a failed write-back (the page stays dirty), rate-limited.
+pub(crate) fn log_failed_write_back(error: &Error) {
+    static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if let Some(n) = crate::stats::log_this(&FAILED) {
+        log::warn!("pagepool: a write-back failed, the page stays dirty ({n} so far): {error}");
+    }
 }

@@ -7,7 +7,7 @@
 
 use crate::frames::FrameId;
 use crate::latch::{EXCL, FREE};
-use crate::page::{FileId, PageId};
+use crate::page::PageId;
 use crate::pool::{BufferPool, PoolCore};
 use crate::sync::{AtomicU64, Ordering};
 use crate::view::load_lsn;
@@ -158,9 +158,12 @@ impl BufferPool {
     pub fn dirty_pages(&self) -> Vec<DirtyPage> {
         // Frames first, files second (module invariant 2).
         let mut pages = self.dirty_frames();
-        let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
-        for (index, file) in files.iter().enumerate() {
-            let file_id = FileId(index as u16);
+        let files = self
+            .files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot();
+        for (file_id, file) in files {
             pages.extend(
                 file.sync
                     .unsynced_pages()

@@ -49,6 +49,7 @@ use crate::pool::{BufferPool, DataFile, PoolCore, WaitEnd};
 use crate::stats::Counter;
 use crate::undo::Undo;
 use crate::view::load_lsn;
+use crate::writeback::batch::log_failed_write_back;
 use crate::writeback::durability::MAX_UNSYNCED_PAGES;
 use crate::writeback::WriteOrigin;
 
@@ -96,7 +97,14 @@ impl BufferPool {
     /// Marks dirty every page a failed sync of `file_id` covered, loading
     /// those that were evicted, so that this flush writes them again.
     fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
-        for page_no in file.sync.pending_rewrites() {
+        let rewrites = file.sync.pending_rewrites();
+        if !rewrites.is_empty() {
+            log::warn!(
+                "pagepool: retrying after a failed sync of {file_id}: writing {} pages again",
+                rewrites.len()
+            );
+        }
+        for page_no in rewrites {
             let lost_since = file.sync.unsynced_lsn(page_no);
             self.write(PageId::new(file_id, page_no))?
                 .mark_dirty(lost_since);
@@ -187,15 +195,19 @@ impl BufferPool {
     ) -> Result<()> {
         let slot = self.thread_slot();
         let _unpinned = slot.block(None)?;
-        let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let files = self
+            .files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot();
         let mut result = Ok(());
-        for (index, file) in files.iter().enumerate() {
-            result = result.and(self.schedule_rewrites(FileId(index as u16), file));
+        for (file_id, file) in &files {
+            result = result.and(self.schedule_rewrites(*file_id, file));
         }
         result = result.and(self.flush_frames(&slot, pace, wanted));
-        for (index, file) in files.iter().enumerate() {
+        for (file_id, file) in &files {
             if file.sync.has_unsynced() || file.sync.has_rewrites() {
-                let synced = self.sync_file(FileId(index as u16), file, &slot);
+                let synced = self.sync_file(*file_id, file, &slot);
                 result = result.and(synced);
             }
         }
@@ -346,13 +358,17 @@ impl PoolCore {
         let file = self.file(page_id.file_id())?;
         slot.stats.bump(Counter::IoWrites);
         // SAFETY: the caller holds the frame's latch (shared, or exclusive
-        // without storing), so no store races the write (DESIGN.md rule 3).
+        // without storing), so no store races the write (docs/design.md rule 3).
         let written = unsafe {
             self.frames.with_bytes(frame_id, |bytes| {
                 file.storage.write_page(page_id.page_no(), bytes)
             })
         };
-        written.map_err(|source| Error::Write { page_id, source })?;
+        if let Err(source) = written {
+            let error = Error::Write { page_id, source };
+            log_failed_write_back(&error);
+            return Err(error);
+        }
         self.count_write_back(slot, origin);
         let recovery_lsn = self
             .recovery_lsns
@@ -384,6 +400,14 @@ impl PoolCore {
             }
             Ok(Err(source)) => {
                 file.sync.sync_failed(covered);
+                static FAILED_SYNCS: std::sync::atomic::AtomicU64 =
+                    std::sync::atomic::AtomicU64::new(0);
+                if let Some(n) = crate::stats::log_this(&FAILED_SYNCS) {
+                    log::error!(
+                        "pagepool: sync of {file_id} failed ({source}); the pages it covered \
+                         will be written again before the next sync ({n} failed syncs so far)"
+                    );
+                }
                 Err(Error::Sync { file_id, source })
             }
             Err(panic) => {

@@ -77,6 +77,8 @@ impl BufferPool {
                 file.page_count
                     .fetch_max(page_id.page_no() + 1, Ordering::AcqRel);
                 slot.stats.bump(Counter::Misses);
+                // A new page: no read, so its load ends here.
+                slot.stats.bump(Counter::LoadsEnded);
                 return Ok(PageMut::new(self, frame_id, page_id, true, &slot));
             }
             // Someone mapped the page meanwhile: latch theirs.

@@ -19,7 +19,7 @@
 //!
 //! Pacing: it writes only those pages, so a workload that evicts nothing
 //! gets no writes from it, and it never writes a page twice for one
-//! eviction. It sleeps [`WriterConfig::interval_ms`] between passes, or
+//! eviction. It sleeps [`WriterConfig::interval`] between passes, or
 //! less: a faulting thread that had to write a dirty victim itself wakes
 //! it ([`WriterSignal::kick`]), because the hand has outrun it.
 //!
@@ -85,11 +85,10 @@ impl WriterSignal {
         self.wake.notify_one();
     }
 
-    /// Sleeps until kicked, stopped or `interval_ms` has passed; false
+    /// Sleeps until kicked, stopped or `interval` has passed; false
     /// once stopped.
-    fn wait(&self, interval_ms: u64) -> bool {
-        let deadline =
-            std::time::Instant::now().checked_add(std::time::Duration::from_millis(interval_ms));
+    fn wait(&self, interval: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now().checked_add(interval);
         let mut state = lock(&self.state);
         loop {
             if state.stopping {
@@ -162,7 +161,7 @@ impl PoolCore {
     fn run_writer(&self, engine: &Engine, config: WriterConfig) {
         let slot = self.epoch.slot();
         let mut errors = 0u64;
-        while self.writer_signal.wait(config.interval_ms) {
+        while self.writer_signal.wait(config.interval) {
             let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.writer_pass(engine, &slot, config)
             }));
@@ -171,7 +170,7 @@ impl PoolCore {
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => "a panic (in the WAL hook or the storage)".to_string(),
             };
-            if errors % LOG_EVERY == 0 {
+            if errors.is_multiple_of(LOG_EVERY) {
                 log::warn!(
                     "pagepool: background write-back failed ({} so far), pages stay dirty: {failure}",
                     errors + 1

@@ -9,7 +9,7 @@ use crate::error::{Context, Result};
 use crate::machine::Machine;
 
 /// One row of the report (field names are the JSON interface: the first
-/// ten are DESIGN.md's, the rest are extras).
+/// ten are the stable ones of docs/design.md, "The CLI and JSON interface"; the rest are extras).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunResult {
