@@ -419,7 +419,7 @@ impl PoolConfig {
                 "flush_batch_pages and checkpoint_pages_in_flight must be at least 1".into(),
             ));
         }
-        if self.metrics_interval < Duration::from_millis(1) {
+        if cfg!(feature = "metrics") && self.metrics_interval < Duration::from_millis(1) {
             return Err(Error::InvalidConfig(format!(
                 "metrics_interval must be at least 1 ms, not {:?}",
                 self.metrics_interval

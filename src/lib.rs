@@ -31,7 +31,9 @@ pub use error::{Error, Result};
 pub use held::GuardKind;
 pub use io::{DirectFile, EngineKind, FileIdentity, IoEngine, IoMode, MemoryStorage, Storage};
 pub use lifecycle::ROOT_SLOTS;
-pub use page::{FileId, PageId, MAX_FILES, MAX_PAGES_PER_FILE, PAGE_DATA_SIZE, PAGE_SIZE};
+pub use page::{
+    FileId, PageCheck, PageId, MAX_FILES, MAX_PAGES_PER_FILE, PAGE_DATA_SIZE, PAGE_SIZE,
+};
 pub use pool::{BufferPool, CloseError};
 pub use stats::Stats;
 pub use view::{OptimisticView, OutOfBounds};

@@ -8,7 +8,7 @@
 //! |-----------------------------------------|-----------|---------------------------------------|
 //! | `pagepool_<counter>_total`              | counter   | each counter of [`Stats`], published  |
 //! | `pagepool_frames_{resident,dirty,free,loading}` | gauge | the gauges of [`Stats`], published  |
-//! | `pagepool_miss_latency_seconds`         | histogram | every load, recorded as it ends       |
+//! | `pagepool_miss_latency_seconds`         | histogram | every load that reads, as it ends     |
 //!
 //! Every metric has the label `pool`, the pool's
 //! [`PoolConfig::name`](crate::PoolConfig::name).
@@ -19,10 +19,12 @@
 //! [`PoolConfig::metrics_interval`](crate::PoolConfig::metrics_interval)
 //! (counters as absolute values, gauges set).
 //! [`BufferPool::publish_metrics`](crate::BufferPool::publish_metrics)
-//! publishes one at once. A load's latency (claim of the frame to the
-//! page checked, or to the failure) is recorded on the thread that ends
-//! the load, into a histogram handle registered at open; a load costs
-//! two clock reads more.
+//! publishes one at once. A load's latency is recorded on the thread that
+//! ends the load, into a histogram handle registered at open: for a
+//! synchronous load, its read and check; for a read started without
+//! waiting (`prefetch`, `read_many`, the async API), from its submission
+//! to the page checked or the failure. A new page (`allocate`) reads
+//! nothing and records nothing. A load costs two clock reads more.
 //!
 //! Install the recorder before opening the pool: the histogram handle is
 //! registered at open, and a handle taken before any recorder is
@@ -107,7 +109,7 @@ mod enabled {
 
     type Row = (&'static str, u64, &'static str);
 
-    fn counters(s: &Stats) -> [Row; 17] {
+    fn counters(s: &Stats) -> [Row; 20] {
         [
             (
                 "pagepool_hits_total",
@@ -186,6 +188,21 @@ mod enabled {
                 s.reads_started,
                 "reads started without waiting",
             ),
+            (
+                "pagepool_write_batches_total",
+                s.write_batches,
+                "batches of write-backs (one WAL hook call each)",
+            ),
+            (
+                "pagepool_writer_passes_total",
+                s.writer_passes,
+                "passes of the background writer",
+            ),
+            (
+                "pagepool_loads_ended_total",
+                s.loads_ended,
+                "page loads that ended (read in, failed, or new)",
+            ),
         ]
     }
 
@@ -225,7 +242,7 @@ mod enabled {
         metrics::describe_histogram!(
             "pagepool_miss_latency_seconds",
             metrics::Unit::Seconds,
-            "a load, from taking the frame to the page checked"
+            "a load that reads: the read and the check of the page"
         );
     }
 

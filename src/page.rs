@@ -168,9 +168,20 @@ impl fmt::Display for PageId {
     }
 }
 
-/// What the checksum check found in a page image.
+/// What the pool's check of a page image finds: the check every load
+/// runs, for tools that read data files without a pool (`pagepool
+/// inspect`, a backup verifier).
+///
+/// ```
+/// use pagepool::{PageCheck, PAGE_SIZE};
+/// let page = [0u8; PAGE_SIZE];
+/// assert_eq!(PageCheck::of(&page, 3), PageCheck::NeverWritten);
+/// let mut torn = page;
+/// torn[10] = 1;
+/// assert!(PageCheck::of(&torn, 3).corruption().unwrap().contains("trailer"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PageCheck {
+pub enum PageCheck {
     /// Magic and checksum match.
     Valid,
     /// All 4096 bytes are zero: a page that was never written.
@@ -178,7 +189,34 @@ pub(crate) enum PageCheck {
     /// No magic, and not all zero.
     BadMagic,
     /// Magic present, checksum does not match.
-    BadChecksum { stored: u32, computed: u32 },
+    BadChecksum {
+        /// The checksum in the trailer.
+        stored: u32,
+        /// The checksum of the bytes, at this page number.
+        computed: u32,
+    },
+}
+
+impl PageCheck {
+    /// Checks `page` as page `page_no` of its file (the page number is
+    /// part of the checksum: a page at the wrong offset fails).
+    pub fn of(page: &[u8; PAGE_SIZE], page_no: u64) -> PageCheck {
+        check_page(page, page_no)
+    }
+
+    /// Why the page is corrupt, or `None` for a valid or never-written
+    /// page: the reason [`Error::Corrupt`](crate::Error::Corrupt) carries.
+    pub fn corruption(&self) -> Option<String> {
+        match *self {
+            PageCheck::Valid | PageCheck::NeverWritten => None,
+            PageCheck::BadMagic => {
+                Some("no page trailer (not written by pagepool, or overwritten)".into())
+            }
+            PageCheck::BadChecksum { stored, computed } => Some(format!(
+                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            )),
+        }
+    }
 }
 
 /// Computes the checksum of a page image (bytes `0..4088`, then the page

@@ -74,7 +74,7 @@ use crate::metrics::MetricsPublisher;
 use crate::metrics::PoolMetrics;
 use crate::miss::{FreeFrames, Load, LoadFailures, ReadIntents};
 use crate::page::{FileId, PageId, MAX_PAGES_PER_FILE};
-use crate::stats::{Counter, Stats};
+use crate::stats::{Counter, Reports, Stats};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
 use crate::table::PageTable;
 use crate::view::OptimisticView;
@@ -178,6 +178,8 @@ pub struct PoolCore {
     pub(crate) writer_signal: WriterSignal,
     /// Load latencies and the `metrics` facade (feature `metrics`).
     pub(crate) metrics: Arc<PoolMetrics>,
+    /// How often each kind of log line happened (rate limit).
+    pub(crate) reports: Reports,
 }
 
 #[doc(hidden)]
@@ -252,6 +254,7 @@ impl BufferPool {
             recovery_lsns: RecoveryLsns::new(frame_count),
             writer_signal: WriterSignal::new(),
             metrics: Arc::new(PoolMetrics::new(frame_count, &config_name)),
+            reports: Reports::default(),
         });
         let engine = Arc::new(Self::start_engine(&core)?);
         log::info!(
@@ -363,16 +366,16 @@ impl BufferPool {
     }
 
     fn open_file_under(&self, file_id: Option<FileId>, path: &Path) -> Result<FileId> {
-        // Before locking: our own lock would make a second open of a file
+        // The table stays locked from the checks to the insert, so a
+        // refused open (the id taken, no id left) creates no file on disk.
+        // The open itself is a few system calls; lookups wait for them.
+        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        // Before the open: our own lock would make a second open of a file
         // this pool holds look like someone else's.
-        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
         files.refuse_open_twice(FileIdentity::of_path(path).ok(), || path.to_path_buf())?;
-        if let Some(file_id) = file_id.filter(|&id| files.get(id).is_some()) {
-            return Err(Error::FileIdInUse(file_id));
-        }
-        drop(files);
+        let file_id = Self::choose_file_id(&files, file_id)?;
         let file = DirectFile::open(path, self.config.io_mode)?;
-        self.open_storage_under(file_id, Box::new(file))
+        Self::register(&mut files, file_id, Box::new(file))
     }
 
     /// Registers any [`Storage`] as a data file (in-memory stores for tests,
@@ -394,18 +397,35 @@ impl BufferPool {
         file_id: Option<FileId>,
         storage: Box<dyn Storage>,
     ) -> Result<FileId> {
-        let describe = || PathBuf::from(format!("{storage:?}"));
+        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        files.refuse_open_twice(storage.file_identity(), || {
+            PathBuf::from(format!("{storage:?}"))
+        })?;
+        let file_id = Self::choose_file_id(&files, file_id)?;
+        Self::register(&mut files, file_id, storage)
+    }
+
+    /// The id a file opens under: the one asked for if it is free, else
+    /// the lowest free one.
+    fn choose_file_id(files: &FileTable, file_id: Option<FileId>) -> Result<FileId> {
+        match file_id {
+            Some(file_id) if files.get(file_id).is_some() => Err(Error::FileIdInUse(file_id)),
+            Some(file_id) => Ok(file_id),
+            None => files.lowest_free(),
+        }
+    }
+
+    /// Adds `storage` to the table under `file_id` (checked free).
+    fn register(
+        files: &mut FileTable,
+        file_id: FileId,
+        storage: Box<dyn Storage>,
+    ) -> Result<FileId> {
         let page_count = storage.page_count().map_err(|source| Error::Open {
-            path: describe(),
+            path: PathBuf::from(format!("{storage:?}")),
             source,
         })?;
         let identity = storage.file_identity();
-        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
-        files.refuse_open_twice(identity, describe)?;
-        let file_id = match file_id {
-            Some(file_id) => file_id,
-            None => files.lowest_free()?,
-        };
         let file = Arc::new(DataFile {
             storage,
             identity,

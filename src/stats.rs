@@ -92,14 +92,48 @@ impl Stats {
     }
 }
 
-/// Whether the `n`th event (from 1) of a kind the operator should hear
-/// of is logged: the 1st, 2nd, 4th, 8th ... so that a failing disk is
-/// reported at once and a thousand failures log ten lines, not a
-/// thousand. `seen` counts the events (a plain `std` atomic: bookkeeping,
-/// not a protocol of the pool).
-pub(crate) fn log_this(seen: &std::sync::atomic::AtomicU64) -> Option<u64> {
-    let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    n.is_power_of_two().then_some(n)
+/// What the pool tells an operator through `log` (see [`Reports`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Report {
+    /// A page failed its check on load.
+    Corrupt,
+    /// A write-back failed; the page stays dirty.
+    FailedWriteBack,
+    /// A sync failed; the pages it covered are written again.
+    FailedSync,
+    /// Pages a failed sync covered are being written again.
+    Rewrite,
+    /// A miss has waited long for a free frame.
+    SlowFrameWait,
+    /// A miss gave up waiting for a free frame.
+    FrameWaitTimeout,
+    /// A read started without waiting failed.
+    FailedRead,
+}
+
+const REPORTS: usize = 7;
+
+/// How often each [`Report`] happened in this pool, so that only the 1st,
+/// 2nd, 4th, 8th ... of a kind is logged: a failing disk is reported at
+/// once, and a thousand failures log ten lines, not a thousand. Plain
+/// `std` atomics: bookkeeping, not a protocol of the pool.
+#[derive(Debug, Default)]
+pub(crate) struct Reports {
+    seen: [std::sync::atomic::AtomicU64; REPORTS],
+}
+
+impl Reports {
+    /// Logs one `report` through `log_line(n)` (`n`: how many of its kind
+    /// so far) if it is one of those logged. A logger that panics is
+    /// ignored: logging never fails a pool call.
+    pub(crate) fn report(&self, report: Report, log_line: impl FnOnce(u64)) {
+        let seen = &self.seen[report as usize];
+        let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| log_line(n)));
+            drop(logged);
+        }
+    }
 }
 
 /// Which counter to bump.

@@ -534,3 +534,44 @@ fn a_call_that_would_wait_inside_an_optimistic_closure_is_refused() {
         pool.flush_all().unwrap();
     });
 }
+
+/// A batch that asks for a page its own thread holds, while a writer
+/// waits for that thread's latch: every poll steps aside for the writer,
+/// and the wait finds the caller's own latch. The batch must take another
+/// shared latch at once and hand it over; spinning until the writer's
+/// latch wait times out is the hang this catches (the writer would fail).
+#[test]
+fn read_many_of_a_page_the_thread_holds_with_a_writer_waiting_ends() {
+    within(30, || {
+        let pool = Arc::new(BufferPool::open(config(8)).unwrap());
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let (page_id, page) = pool.allocate(file).unwrap();
+        drop(page);
+        let held = pool.read(page_id).unwrap();
+        let (started_tx, started_rx) = mpsc::channel();
+        let writer = {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                started_tx.send(()).unwrap();
+                pool.write(page_id)
+                    .map(|mut page| page.store_u64(0, 9).unwrap())
+            })
+        };
+        started_rx.recv().unwrap();
+        // Let the writer reach its wait (and set PENDING).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut handed = 0;
+        pool.read_many(&[page_id, page_id], |id, page| {
+            assert_eq!(id, page_id);
+            assert_eq!(page.unwrap().view().load_u64(0).unwrap(), 0);
+            handed += 1;
+        });
+        assert_eq!(handed, 2);
+        drop(held);
+        writer
+            .join()
+            .unwrap()
+            .expect("the writer got the latch, no timeout");
+        assert_eq!(word0(&pool, page_id), 9);
+    });
+}

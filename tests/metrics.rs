@@ -192,9 +192,39 @@ fn published_counters_and_gauges_are_the_stats_and_loads_are_timed() {
             "pagepool_optimistic_fallbacks_total",
             stats.optimistic_fallbacks,
         ),
+        (
+            "pagepool_eviction_write_backs_total",
+            stats.eviction_write_backs,
+        ),
+        (
+            "pagepool_writer_write_backs_total",
+            stats.writer_write_backs,
+        ),
+        ("pagepool_read_failures_total", stats.read_failures),
+        ("pagepool_restarts_total", stats.restarts),
+        ("pagepool_wal_flushes_total", stats.wal_flushes),
+        ("pagepool_pages_freed_total", stats.pages_freed),
+        ("pagepool_pages_reused_total", stats.pages_reused),
+        ("pagepool_reads_started_total", stats.reads_started),
+        ("pagepool_write_batches_total", stats.write_batches),
+        ("pagepool_writer_passes_total", stats.writer_passes),
+        ("pagepool_loads_ended_total", stats.loads_ended),
+        ("pagepool_io_syncs_total", stats.io_syncs),
     ] {
         assert_eq!(recorder.counter(name, pool_label), value, "{name}");
     }
+    // Every counter of `Stats` is published (20 of them), and no other.
+    let published: Vec<String> = {
+        let cells = recorder.cells.lock().unwrap();
+        let mut names: Vec<String> = cells
+            .keys()
+            .filter(|(name, pool)| pool == pool_label && name.ends_with("_total"))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(published.len(), 20, "{published:?}");
     assert_eq!(
         recorder.gauge("pagepool_frames_resident", pool_label),
         stats.resident_frames as f64

@@ -54,17 +54,21 @@ use format::*;
 /// it (the asserts below check what the library exports).
 pub mod format {
     // The page trailer: src/page.rs (`LSN_OFFSET`, `CHECKSUM_OFFSET`,
-    // `MAGIC_OFFSET`, `MAGIC`, `checksum`, `check_page`).
+    // `MAGIC_OFFSET`, `MAGIC`); the check itself is the library's
+    // (`pagepool::PageCheck`).
     /// Bytes in a page.
     pub const PAGE_SIZE: usize = 4096;
     /// The trailer's LSN (le u64).
     pub const LSN_OFFSET: usize = 4080;
     /// The trailer's CRC-32C (le u32) of bytes `0..CHECKSUM_OFFSET`, then
-    /// the page number as a le u64 (see [`super::checksum`]).
+    /// the page number as a le u64 (the tests stamp pages with it).
+    #[cfg(test)]
     pub const CHECKSUM_OFFSET: usize = 4088;
     /// The trailer's format magic.
+    #[cfg(test)]
     pub const MAGIC_OFFSET: usize = 4092;
     /// The format magic of every written page.
+    #[cfg(test)]
     pub const PAGE_MAGIC: [u8; 4] = *b"PGP1";
 
     // The file header (page 0) and free pages: src/lifecycle/header.rs
@@ -129,15 +133,6 @@ unreadable file, bad usage).
 See also `pagepool verify FILE`: the checksums as the pool itself checks
 them.";
 
-/// The CRC-32C of a page image as the library computes it
-/// (src/page.rs, `checksum`): bytes `0..CHECKSUM_OFFSET`, then the page
-/// number as a little-endian u64, folded in so that a page written at the
-/// wrong offset fails.
-pub fn checksum(page: &[u8], page_no: u64) -> u32 {
-    let crc = crc32c::crc32c(&page[..CHECKSUM_OFFSET]);
-    crc32c::crc32c_append(crc, &page_no.to_le_bytes())
-}
-
 /// What one page holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageKind {
@@ -174,27 +169,17 @@ fn u64_at(page: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// Whether the page's checksum and magic are good: `Ok(true)` valid,
-/// `Ok(false)` all zero, `Err(reason)` corrupt (the library's reasons, as
-/// in src/miss/finish.rs).
+/// Whether the page's checksum and magic are good, by the library's own
+/// check ([`pagepool::PageCheck`]): `Ok(true)` valid, `Ok(false)` all
+/// zero, `Err(reason)` corrupt (the reason a load would give).
 pub fn check_page(page: &[u8], page_no: u64) -> std::result::Result<bool, String> {
-    if page[MAGIC_OFFSET..MAGIC_OFFSET + 4] != PAGE_MAGIC {
-        return if page.iter().all(|&b| b == 0) {
-            Ok(false)
-        } else {
-            Err("no page trailer (not written by pagepool, or overwritten)".into())
-        };
-    }
-    let mut stored = [0u8; 4];
-    stored.copy_from_slice(&page[CHECKSUM_OFFSET..CHECKSUM_OFFSET + 4]);
-    let stored = u32::from_le_bytes(stored);
-    let computed = checksum(page, page_no);
-    if stored == computed {
-        Ok(true)
-    } else {
-        Err(format!(
-            "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-        ))
+    let page: &[u8; PAGE_SIZE] = page
+        .try_into()
+        .map_err(|_| format!("a partial page of {} bytes", page.len()))?;
+    match pagepool::PageCheck::of(page, page_no) {
+        pagepool::PageCheck::Valid => Ok(true),
+        pagepool::PageCheck::NeverWritten => Ok(false),
+        check => Err(check.corruption().unwrap_or_else(|| format!("{check:?}"))),
     }
 }
 
@@ -671,6 +656,13 @@ fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checksum, computed here independently of the library: bytes
+    /// `0..CHECKSUM_OFFSET`, then the page number (le u64).
+    fn checksum(page: &[u8], page_no: u64) -> u32 {
+        let crc = crc32c::crc32c(&page[..CHECKSUM_OFFSET]);
+        crc32c::crc32c_append(crc, &page_no.to_le_bytes())
+    }
 
     fn stamped(page_no: u64, fill: u8) -> Vec<u8> {
         let mut page = vec![fill; PAGE_SIZE];

@@ -1,6 +1,11 @@
-//! `pagepool verify PATH [--json]`: reads every page of a data file through
-//! a small pool, which checks each page's checksum on load, and lists the
-//! pages that fail.
+//! `pagepool verify PATH [--json]`: reads every page of a data file and
+//! checks it as the pool does on every load ([`pagepool::PageCheck`]:
+//! the trailer's magic and the checksum at the page's own number), and
+//! lists the pages that fail.
+//!
+//! The file is opened read-only (a read-only file or mount can be
+//! verified) under a shared lock: a file a running pool holds (its
+//! exclusive lock) is refused, since pages it is writing would look torn.
 //!
 //! Text output: one `bad page N at byte offset B: REASON` line per bad
 //! page, then `PATH: all N pages OK` or `PATH: B of N pages bad`, then a
@@ -18,11 +23,11 @@
 //! On an error (exit status 2) `--json` prints `{ "schema": 1, "path": ..,
 //! "error": "..." }` (and the error goes to stderr as well).
 
-use std::fs::Metadata;
-use std::io::Write;
+use std::fs::{File, Metadata, TryLockError};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
-use pagepool::{BufferPool, Error as PoolError, IoMode, PageId, PoolConfig, PAGE_SIZE};
+use pagepool::{PageCheck, PAGE_SIZE};
 use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
@@ -88,20 +93,18 @@ pub struct Summary {
 /// bad page as it is found; or one JSON object at the end).
 pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<Summary> {
     let path = &args.path;
-    data_file_metadata(path)?;
-    let (pool, file) = match open(path, IoMode::Direct) {
-        Err(PoolError::DirectIoUnsupported { .. }) => open(path, IoMode::Buffered),
-        other => other,
-    }
-    .map_err(|error| {
-        Error::msg(format!(
-            "opening {}: {error}; `pagepool inspect {}` shows what the file holds",
+    let meta = data_file_metadata(path)?;
+    let size = meta.len();
+    if size % PAGE_SIZE as u64 != 0 {
+        crate::bail!(
+            "{}: {size} bytes is not a multiple of the page size ({PAGE_SIZE} bytes: a torn \
+             extension, or not a pagepool file); `pagepool inspect {}` shows what the file holds",
             path.display(),
             path.display()
-        ))
-    })?;
-
-    let pages = pool.page_count(file)?;
+        );
+    }
+    let mut reader = BufReader::with_capacity(1 << 20, open_shared(path)?);
+    let pages = size / PAGE_SIZE as u64;
     let mut summary = Summary {
         schema: SCHEMA,
         path: path.display().to_string(),
@@ -110,11 +113,13 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<Summary> {
         bad_page_count: 0,
         bad_pages: Vec::new(),
     };
+    let mut page = Box::new([0u8; PAGE_SIZE]);
     for page_no in 0..pages {
-        let reason = match pool.read(PageId::new(file, page_no)) {
-            Ok(_) => continue,
-            Err(PoolError::Corrupt { reason, .. }) => reason,
-            Err(error) => error.to_string(),
+        reader
+            .read_exact(&mut page[..])
+            .with_context(|| format!("reading page {page_no} of {}", path.display()))?;
+        let Some(reason) = PageCheck::of(&page, page_no).corruption() else {
+            continue;
         };
         let bad = BadPage {
             page_no,
@@ -131,7 +136,6 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<Summary> {
         }
         summary.bad_pages.push(bad);
     }
-    pool.close()?;
     summary.bad_page_count = summary.bad_pages.len() as u64;
     summary.ok_pages = pages - summary.bad_page_count;
     if args.json {
@@ -159,10 +163,29 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<Summary> {
     Ok(summary)
 }
 
-fn open(path: &Path, mode: IoMode) -> pagepool::Result<(BufferPool, pagepool::FileId)> {
-    let pool = BufferPool::open(PoolConfig::new(16).io_mode(mode))?;
-    let file = pool.open_file(path)?;
-    Ok((pool, file))
+/// Opens `path` read-only under a shared lock, refusing a file a running
+/// pool holds (the pool locks its files exclusively).
+fn open_shared(path: &Path) -> Result<File> {
+    let file = File::open(path).map_err(|error| {
+        Error::msg(format!(
+            "cannot open {}: {}",
+            path.display(),
+            io_message(&error)
+        ))
+    })?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::msg(format!(
+            "{} is open in a running pool (it holds the file's lock); verify it after the \
+             pool closes, or verify a copy",
+            path.display()
+        ))),
+        Err(TryLockError::Error(error)) => Err(Error::msg(format!(
+            "cannot lock {}: {}",
+            path.display(),
+            io_message(&error)
+        ))),
+    }
 }
 
 /// The metadata of the data file at `path`, or an error that says what to

@@ -227,6 +227,30 @@ fn verify_lists_each_bad_page_with_its_offset() {
 }
 
 #[test]
+fn verify_refuses_a_file_a_running_pool_holds_and_reads_a_read_only_one() {
+    let dir = scratch("verify_locked");
+    let path = dir.join("live.db");
+    write_file(&path, 4);
+    {
+        let pool = BufferPool::open(PoolConfig::new(16)).unwrap();
+        pool.open_file(&path).unwrap();
+        let out = pagepool(&["verify", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("running pool"), "{stderr}");
+    }
+    // Closed: verified, read-only (the mode bits allow no write).
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let out = pagepool(&["verify", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("all 4 pages OK"));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
 fn verify_reports_unusable_files_as_errors() {
     let dir = scratch("verify_errors");
     let missing = dir.join("missing.db");
@@ -887,7 +911,7 @@ fn inspect_checks_checksums_as_the_library_does() {
             .any(|p| p.contains("3 corrupt pages")),
         "{report:#}"
     );
-    // verify (through the pool) finds the same pages.
+    // verify (the pool's own check) finds the same pages.
     let (code, verified, _) = pagepool_json(&["verify", "--json", path.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     let verified: Vec<u64> = verified["bad_pages"]

@@ -217,7 +217,9 @@ impl BufferPool {
             }
             // Hand over every page that is in (which frees frames): the
             // pages that were resident first, then the reads that ended (a
-            // read may end before the hits' turn comes).
+            // read may end before the hits' turn comes). The first pass
+            // does nothing that may wait: a page gone meanwhile (`Absent`,
+            // a blocking read) waits for the second.
             let before = batch.waiting.len();
             let mut wait_on = None;
             for hits_only in [true, false] {
@@ -228,9 +230,12 @@ impl BufferPool {
                     match self.poll_started(page_id, started, &slot) {
                         Poll::Ready(page) => each(page_id, Ok(page)),
                         Poll::Failed(error) => each(page_id, Err(error)),
+                        Poll::Absent if hits_only => return true,
                         Poll::Absent => each(page_id, self.read_with(page_id, &slot)),
                         Poll::Busy(frame_id) => {
-                            wait_on.get_or_insert((page_id, frame_id));
+                            if !hits_only {
+                                wait_on.get_or_insert((page_id, frame_id));
+                            }
                             return true;
                         }
                     }
@@ -242,9 +247,9 @@ impl BufferPool {
             }
             match wait_on {
                 Some((page_id, frame_id)) => {
-                    if let Some(error) = self.wait_in_batch(&slot, frame_id, page_id) {
+                    if let Some(settled) = self.wait_in_batch(&slot, frame_id, page_id) {
                         batch.remove(page_id);
-                        each(page_id, Err(error));
+                        each(page_id, settled);
                     }
                 }
                 // Nothing in flight and no frame free without waiting:
@@ -258,13 +263,14 @@ impl BufferPool {
         }
     }
 
-    /// Waits for the frame of a batch's page; an error ends that page.
-    fn wait_in_batch(
-        &self,
+    /// Waits for the frame of a batch's page: `Some` settles the page (its
+    /// guard, or the error that ends it), `None` asks for another poll.
+    fn wait_in_batch<'pool>(
+        &'pool self,
         slot: &Rc<ThreadSlot>,
         frame_id: FrameId,
         page_id: PageId,
-    ) -> Option<Error> {
+    ) -> Option<Result<PageRef<'pool>>> {
         match self.wait_for_page(slot, frame_id, page_id, Want::Shared) {
             // Also the moment between a read's end and its hand-over (the
             // frame latched shared, not yet ours): let the ender finish.
@@ -272,10 +278,12 @@ impl BufferPool {
                 crate::sync::yield_now();
                 None
             }
-            // The caller holds the page itself (it was resident): the
-            // poll's shared latch, or the single read's error, settles it.
-            Ok(WaitEnd::HeldByCaller(_)) => self.read_with(page_id, slot).err(),
-            Err(error) => Some(error),
+            // The caller holds the page itself (it was resident, and a
+            // writer waits for the caller's latch, so polls keep stepping
+            // aside): a single read takes another shared latch at once,
+            // and that guard is the page's.
+            Ok(WaitEnd::HeldByCaller(_)) => Some(self.read_with(page_id, slot)),
+            Err(error) => Some(Err(error)),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::held::GuardKind;
 use crate::latch::{ClockVisit, DIRTY};
 use crate::page::PageId;
 use crate::pool::BufferPool;
-use crate::stats::Counter;
+use crate::stats::{Counter, Report};
 use crate::sync::{pause, Ordering};
 use crate::undo::Undo;
 
@@ -95,20 +95,27 @@ impl BufferPool {
             }
             let waited = started.elapsed();
             if waited >= timeout {
-                log::error!(
-                    "pagepool: no frame became free in {waited:?}: every frame is latched; \
-                     the pool is too small for the guards held at once"
-                );
+                self.reports.report(Report::FrameWaitTimeout, |n| {
+                    let pool = &self.config.name;
+                    log::error!(
+                        "pagepool {pool}: no frame became free in {waited:?}: every frame is \
+                         latched; the pool is too small for the guards held at once ({n} so far)"
+                    );
+                });
                 return Err(Error::NoFreeFrame {
                     waited_ms: waited.as_millis() as u64,
                 });
             }
             if !warned && waited >= SLOW_FRAME_WAIT {
                 warned = true;
-                log::warn!(
-                    "pagepool: a miss has waited {waited:?} for a free frame (every frame \
-                     latched or awaiting reclamation); it gives up after {timeout:?}"
-                );
+                self.reports.report(Report::SlowFrameWait, |n| {
+                    let pool = &self.config.name;
+                    log::warn!(
+                        "pagepool {pool}: a miss has waited {waited:?} for a free frame (every \
+                         frame latched or awaiting reclamation; it gives up after {timeout:?}; \
+                         {n} slow waits so far)"
+                    );
+                });
             }
             if backoff.is_completed() {
                 let _suspended = slot.suspend();

@@ -42,9 +42,9 @@ use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
 use crate::latch::{version, PageLatch};
-use crate::page::{check_page, PageCheck, PageId, PAGE_SIZE};
+use crate::page::{check_page, PageId, PAGE_SIZE};
 use crate::pool::{DataFile, PoolCore};
-use crate::stats::Counter;
+use crate::stats::{Counter, Report};
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
 use crate::undo::Undo;
 
@@ -208,13 +208,14 @@ impl PoolCore {
             unreachable!("an in-flight frame {frame_id} holds no page");
         };
         let claim_version = version(meta.latch.load());
+        // However the load ends (a panic too), it is counted as ended.
+        let _ended = Undo::new(|| slot.stats.bump(Counter::LoadsEnded));
         let failed = Undo::new(|| {
             let error = Error::Read {
                 page_id,
                 source: io::Error::other("the storage panicked"),
             };
             self.fail_load(frame_id, page_id, claim_version, error, &slot);
-            slot.stats.bump(Counter::LoadsEnded);
         });
         let result = self.file(page_id.file_id()).and_then(|file| match outcome {
             None => self.read_into(frame_id, page_id, &file, &slot),
@@ -226,7 +227,6 @@ impl PoolCore {
             Ok(()) => self.publish_read(frame_id, claim_version),
             Err(error) => self.fail_load(frame_id, page_id, claim_version, error, &slot),
         }
-        slot.stats.bump(Counter::LoadsEnded);
     }
 
     /// Publishes a page read in: releases `EXCL`, or for a wanted read
@@ -248,7 +248,10 @@ impl PoolCore {
         slot: &ThreadSlot,
     ) {
         slot.stats.bump(Counter::ReadFailures);
-        log::warn!("pagepool: a started read failed: {error}");
+        self.reports.report(Report::FailedRead, |n| {
+            let pool = &self.config.name;
+            log::warn!("pagepool {pool}: a started read failed ({n} so far): {error}");
+        });
         self.read_intents.failed(frame_id, claim_version);
         // Recorded before the frame is unmapped: a starter that finds the
         // page gone finds its error.
@@ -335,19 +338,15 @@ impl PoolCore {
         if !self.config.verify_checksums {
             return Ok(());
         }
-        let reason = match check_page(bytes, page_id.page_no()) {
-            PageCheck::Valid | PageCheck::NeverWritten => return Ok(()),
-            PageCheck::BadMagic => {
-                "no page trailer (not written by pagepool, or overwritten)".into()
-            }
-            PageCheck::BadChecksum { stored, computed } => {
-                format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
-            }
+        let Some(reason) = check_page(bytes, page_id.page_no()).corruption() else {
+            return Ok(());
         };
-        static CORRUPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        if let Some(n) = crate::stats::log_this(&CORRUPT) {
-            log::error!("pagepool: {page_id} is corrupt ({reason}); {n} corrupt loads so far");
-        }
+        self.reports.report(Report::Corrupt, |n| {
+            let pool = &self.config.name;
+            log::error!(
+                "pagepool {pool}: {page_id} is corrupt ({reason}); {n} corrupt loads so far"
+            );
+        });
         Err(Error::Corrupt { page_id, reason })
     }
 

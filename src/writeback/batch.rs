@@ -38,7 +38,7 @@ use crate::io::{Engine, FrameIo};
 use crate::latch::{DIRTY, EXCL, MARK};
 use crate::page::{checksum, PageId, CHECKSUM_OFFSET, MAGIC, PAGE_SIZE};
 use crate::pool::{DataFile, PoolCore};
-use crate::stats::Counter;
+use crate::stats::{Counter, Report};
 use crate::sync::Ordering;
 use crate::view::load_lsn;
 use crate::WalFlush;
@@ -302,7 +302,7 @@ impl PoolCore {
             Err(error) => {
                 meta.latch.redirty();
                 self.release_shared(taken.frame_id);
-                log_failed_write_back(&error);
+                self.log_failed_write_back(&error);
                 Err(error)
             }
         }
@@ -327,10 +327,14 @@ enum Take {
     Clean,
 }
 
-/// Logs a failed write-back (the page stays dirty), rate-limited.
-pub(crate) fn log_failed_write_back(error: &Error) {
-    static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if let Some(n) = crate::stats::log_this(&FAILED) {
-        log::warn!("pagepool: a write-back failed, the page stays dirty ({n} so far): {error}");
+impl PoolCore {
+    /// Logs a failed write-back (the page stays dirty), rate-limited.
+    pub(crate) fn log_failed_write_back(&self, error: &Error) {
+        self.reports.report(Report::FailedWriteBack, |n| {
+            let pool = &self.config.name;
+            log::warn!(
+                "pagepool {pool}: a write-back failed, the page stays dirty ({n} so far): {error}"
+            );
+        });
     }
 }

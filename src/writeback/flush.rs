@@ -46,10 +46,9 @@ use crate::held::GuardKind;
 use crate::latch::{Blocked, Want, DIRTY, EXCL, FREE};
 use crate::page::{FileId, PageId};
 use crate::pool::{BufferPool, DataFile, PoolCore, WaitEnd};
-use crate::stats::Counter;
+use crate::stats::{Counter, Report};
 use crate::undo::Undo;
 use crate::view::load_lsn;
-use crate::writeback::batch::log_failed_write_back;
 use crate::writeback::durability::MAX_UNSYNCED_PAGES;
 use crate::writeback::WriteOrigin;
 
@@ -99,10 +98,13 @@ impl BufferPool {
     fn schedule_rewrites(&self, file_id: FileId, file: &DataFile) -> Result<()> {
         let rewrites = file.sync.pending_rewrites();
         if !rewrites.is_empty() {
-            log::warn!(
-                "pagepool: retrying after a failed sync of {file_id}: writing {} pages again",
-                rewrites.len()
-            );
+            self.reports.report(Report::Rewrite, |n| {
+                let (pool, pages) = (&self.config.name, rewrites.len());
+                log::warn!(
+                    "pagepool {pool}: retrying after a failed sync of {file_id}: writing \
+                     {pages} pages again ({n} retries so far)"
+                );
+            });
         }
         for page_no in rewrites {
             let lost_since = file.sync.unsynced_lsn(page_no);
@@ -366,7 +368,7 @@ impl PoolCore {
         };
         if let Err(source) = written {
             let error = Error::Write { page_id, source };
-            log_failed_write_back(&error);
+            self.log_failed_write_back(&error);
             return Err(error);
         }
         self.count_write_back(slot, origin);
@@ -400,14 +402,14 @@ impl PoolCore {
             }
             Ok(Err(source)) => {
                 file.sync.sync_failed(covered);
-                static FAILED_SYNCS: std::sync::atomic::AtomicU64 =
-                    std::sync::atomic::AtomicU64::new(0);
-                if let Some(n) = crate::stats::log_this(&FAILED_SYNCS) {
+                self.reports.report(Report::FailedSync, |n| {
+                    let pool = &self.config.name;
                     log::error!(
-                        "pagepool: sync of {file_id} failed ({source}); the pages it covered \
-                         will be written again before the next sync ({n} failed syncs so far)"
+                        "pagepool {pool}: sync of {file_id} failed ({source}); the pages it \
+                         covered will be written again before the next sync ({n} failed syncs \
+                         so far)"
                     );
-                }
+                });
                 Err(Error::Sync { file_id, source })
             }
             Err(panic) => {
