@@ -398,3 +398,99 @@ fn a_scan_does_not_push_the_hot_set_out() {
         );
     }
 }
+
+/// A direct file that counts the syncs it is asked for itself (the ring's
+/// go past it, to its descriptor).
+#[derive(Debug)]
+struct CountedSyncs {
+    inner: DirectFile,
+    own_syncs: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Storage for CountedSyncs {
+    fn page_count(&self) -> std::io::Result<u64> {
+        self.inner.page_count()
+    }
+    fn read_page(&self, page_no: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read_page(page_no, buf)
+    }
+    fn write_page(&self, page_no: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.write_page(page_no, buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.own_syncs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.sync()
+    }
+    fn file_identity(&self) -> Option<pagepool::FileIdentity> {
+        self.inner.file_identity()
+    }
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.ring_fd()
+    }
+    fn ring_writes(&self) -> bool {
+        self.inner.ring_writes()
+    }
+}
+
+#[test]
+fn flushes_sync_every_file_through_the_ring_where_it_runs() {
+    let dir = common::scratch_dir("engine-ring-sync");
+    for (engine, kind) in engines() {
+        let own_syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let paths: Vec<_> = (0..3)
+            .map(|n| dir.join(format!("{kind:?}-{n}.db")))
+            .collect();
+        let pool = BufferPool::open(PoolConfig::new(16).io_engine(engine)).unwrap();
+        let mut logged = Vec::new();
+        for (n, path) in paths.iter().enumerate() {
+            let storage = CountedSyncs {
+                inner: DirectFile::open(path, IoMode::Direct).unwrap(),
+                own_syncs: Arc::clone(&own_syncs),
+            };
+            let file = pool.open_storage(Box::new(storage)).unwrap();
+            let (page_id, mut page) = pool.allocate(file).unwrap();
+            page.store_u64(0, 100 + n as u64).unwrap();
+            logged.push((path.clone(), page_id.page_no(), 100 + n as u64));
+        }
+        let before = pool.stats().io_syncs;
+        pool.flush_all().unwrap();
+        assert_eq!(
+            pool.stats().io_syncs - before,
+            3,
+            "{kind:?}: one sync a file"
+        );
+        assert!(
+            pool.dirty_pages().is_empty(),
+            "{kind:?}: every sync recorded"
+        );
+        let own = own_syncs.load(std::sync::atomic::Ordering::SeqCst);
+        if kind == EngineKind::Uring {
+            assert_eq!(own, 0, "the ring syncs the files, not their stores");
+        } else {
+            assert_eq!(own, 3, "{kind:?}: each store syncs itself");
+        }
+        // One page, one file: flush(page) and flush_file take the same way.
+        let file = FileId::new(0).unwrap();
+        let mut page = pool.write(PageId::new(file, 0)).unwrap();
+        page.store_u64(8, 1).unwrap();
+        drop(page);
+        pool.flush(PageId::new(file, 0)).unwrap();
+        pool.flush_file(file).unwrap();
+        let own_after = own_syncs.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            own_after - own,
+            if kind == EngineKind::Uring { 0 } else { 2 }
+        );
+        pool.close().unwrap();
+        for (path, page_no, value) in logged {
+            let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+            let file = pool.open_file(&path).unwrap();
+            let page_id = PageId::new(file, page_no);
+            assert_eq!(
+                pool.optimistic(page_id, |v| v.load_u64(0)).unwrap(),
+                Ok(value)
+            );
+        }
+    }
+}

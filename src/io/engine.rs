@@ -228,6 +228,18 @@ impl Engine {
         }
     }
 
+    /// Syncs (`fdatasync`) the files of `fds` (each of which
+    /// [`writes_through`](Self::writes_through) accepted), all at once, and
+    /// returns once all have ended: one result per file, in order.
+    pub(crate) fn sync(&self, fds: &[RawFd]) -> Vec<io::Result<()>> {
+        let _ = fds;
+        match self {
+            #[cfg(all(target_os = "linux", not(any(loom, feature = "shuttle"))))]
+            Engine::Uring(uring) => uring.sync(fds),
+            _ => unreachable!("only the io_uring engine takes syncs"),
+        }
+    }
+
     /// Hands over reads (every one of which [`takes`](Self::takes)
     /// accepted); each is reported once through the completion function.
     /// Never fails: a read the kernel refuses is reported with its error.

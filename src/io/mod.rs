@@ -21,8 +21,10 @@
 //! ([`Storage::complete_read`]) before the pool checks the page. The
 //! io_uring engine also writes batches of pages straight out of their
 //! frames through the descriptor, for stores that take ring writes
-//! ([`Storage::ring_writes`]); other writes, and every sync, go through
-//! [`Storage::write_page`] and [`Storage::sync`] on the writing thread.
+//! ([`Storage::ring_writes`]), and syncs their files with one `fdatasync`
+//! each through the ring (a flush of several files, all at once); other
+//! writes and syncs go through [`Storage::write_page`] and
+//! [`Storage::sync`] on the writing thread.
 
 mod direct;
 mod engine;

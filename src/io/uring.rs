@@ -36,6 +36,14 @@
 //! the wait, wakes when the last one is in. A run that wrote fewer bytes
 //! than it holds fails its frames past the bytes written (`WriteZero`).
 //!
+//! # Syncs
+//!
+//! [`Uring::sync`] submits one `FSYNC` with `IORING_FSYNC_DATASYNC` (an
+//! `fdatasync`) per file, all at once, and waits on a [`WriteWait`] the
+//! same way: a flush of several files waits for the slowest sync, not for
+//! their sum. Its run holds no frame (`reads` is empty); the descriptor is
+//! in [`Waiter::Sync`].
+//!
 //! # Fixed buffers
 //!
 //! At start the frame arena is registered as fixed buffers, in chunks of
@@ -72,15 +80,26 @@ const STOP: u64 = 0;
 /// The most pages one request reads (512 KiB; devices take 128 segments and more).
 pub(crate) const MAX_RUN_PAGES: usize = 128;
 
-/// One request: frames of consecutive pages of one file.
+/// One request: frames of consecutive pages of one file, or a sync.
 struct Run {
     reads: Vec<FrameIo>,
     /// For a run of several frames: one iovec per frame, which the kernel
     /// reads through until the request completes (the box keeps them).
     iovecs: Vec<libc::iovec>,
-    /// For a write: the batch waiting for it, and the index of the run's
-    /// first write in the batch. `None`: a read, reported to the pool.
-    write: Option<(Arc<WriteWait>, usize)>,
+    /// Who hears of its end.
+    waiter: Waiter,
+}
+
+/// Who a request's completion goes to.
+enum Waiter {
+    /// A read: reported to the pool, frame by frame.
+    Read,
+    /// A write: the batch waiting for it, and the index of the run's first
+    /// write in the batch.
+    Write(Arc<WriteWait>, usize),
+    /// A sync of the file `fd`: the batch of syncs waiting for it, and its
+    /// index there.
+    Sync(Arc<WriteWait>, usize, std::os::fd::RawFd),
 }
 
 /// A batch of writes in flight: each write's result, and how many are
@@ -222,11 +241,34 @@ impl Uring {
         let mut runs = runs(writes);
         let mut first = 0;
         for run in &mut runs {
-            run.write = Some((Arc::clone(&wait), first));
+            run.waiter = Waiter::Write(Arc::clone(&wait), first);
             first += run.reads.len();
         }
         self.submit_runs(runs);
         wait.wait()
+    }
+
+    /// Syncs (`fdatasync`) every file of `fds`, all at once, and waits
+    /// until every sync has ended: one result per file, in order.
+    pub(crate) fn sync(&self, fds: &[std::os::fd::RawFd]) -> Vec<io::Result<()>> {
+        if fds.is_empty() {
+            return Vec::new();
+        }
+        let wait = Arc::new(WriteWait::new(fds.len()));
+        let runs = fds
+            .iter()
+            .enumerate()
+            .map(|(index, &fd)| Run {
+                reads: Vec::new(),
+                iovecs: Vec::new(),
+                waiter: Waiter::Sync(Arc::clone(&wait), index, fd),
+            })
+            .collect();
+        self.submit_runs(runs);
+        wait.wait()
+            .into_iter()
+            .map(|result| result.map(|_| ()))
+            .collect()
     }
 
     fn submit_runs(&self, mut runs: Vec<Run>) {
@@ -275,7 +317,7 @@ fn runs(reads: &[FrameIo]) -> Vec<Run> {
         runs.push(Run {
             reads: vec![*read],
             iovecs: Vec::new(),
-            write: None,
+            waiter: Waiter::Read,
         });
     }
     for run in &mut runs {
@@ -355,8 +397,13 @@ impl Shared {
 
     /// The entry that reads `run`: `READV` for several frames, else one
     /// read (fixed if the frame is registered); for a write, the same
-    /// with writes.
+    /// with writes; for a sync, an `FSYNC` of its file's data.
     fn entry(&self, run: &Run) -> squeue::Entry {
+        if let Waiter::Sync(_, _, fd) = run.waiter {
+            return opcode::Fsync::new(types::Fd(fd))
+                .flags(types::FsyncFlags::DATASYNC)
+                .build();
+        }
         let first = &run.reads[0];
         let index = self.fixed_index(first.buf);
         /// One request of `run`, with the opcodes of its direction.
@@ -378,10 +425,9 @@ impl Shared {
                 }
             }};
         }
-        if run.write.is_some() {
-            request!(Writev, WriteFixed, Write)
-        } else {
-            request!(Readv, ReadFixed, Read)
+        match run.waiter {
+            Waiter::Read => request!(Readv, ReadFixed, Read),
+            _ => request!(Writev, WriteFixed, Write),
         }
     }
 
@@ -404,7 +450,8 @@ impl Shared {
             loop {
                 // The entry's buffers are claimed frames (a read), frames
                 // latched by the writer that waits for this write, or none
-                // (the stop request); its user data is a box the reaper
+                // (a sync, whose file the waiting syncer keeps open; the
+                // stop request); its user data is a box the reaper
                 // takes back once, which owns the iovecs of a vectored one.
                 // SAFETY: those buffers stay mapped and unstored-to until reaped.
                 let pushed = unsafe { queue.push(&entry) };
@@ -491,7 +538,16 @@ impl Shared {
         }
         // SAFETY: as above; this completion is the box's last use.
         let run = unsafe { Box::from_raw(raw) };
-        if let Some((wait, first)) = &run.write {
+        if let Waiter::Sync(wait, index, _) = &run.waiter {
+            let outcome = if result < 0 {
+                Err(io::Error::from_raw_os_error(-result))
+            } else {
+                Ok(0)
+            };
+            wait.record(*index, outcome);
+            return true;
+        }
+        if let Waiter::Write(wait, first) = &run.waiter {
             for index in 0..run.reads.len() {
                 let outcome = if result < 0 {
                     Err(io::Error::from_raw_os_error(-result))

@@ -43,13 +43,14 @@ use crate::epoch::ThreadSlot;
 use crate::error::{Error, Result};
 use crate::frames::FrameId;
 use crate::held::GuardKind;
+use crate::io::Engine;
 use crate::latch::{Blocked, Want, DIRTY, EXCL, FREE};
 use crate::page::{FileId, PageId};
 use crate::pool::{BufferPool, DataFile, PoolCore, WaitEnd};
 use crate::stats::{Counter, Report};
 use crate::undo::Undo;
 use crate::view::load_lsn;
-use crate::writeback::durability::MAX_UNSYNCED_PAGES;
+use crate::writeback::durability::{SyncSnapshot, MAX_UNSYNCED_PAGES};
 use crate::writeback::WriteOrigin;
 
 use std::panic::AssertUnwindSafe;
@@ -129,7 +130,7 @@ impl BufferPool {
             // The hint named a frame that no longer holds the page.
             found = self.lookup(page_id, &slot, true);
         }
-        self.sync_file(page_id.file_id(), &file, &slot)
+        self.sync_files(&[(page_id.file_id(), &file)], &slot, &self.engine)
     }
 
     /// Writes back every dirty page of `file_id`, then syncs the file.
@@ -141,7 +142,7 @@ impl BufferPool {
         let written = self.flush_frames(&slot, Pace::flush(&self.config), |page_id, _, _| {
             page_id.file_id() == file_id
         });
-        let synced = self.sync_file(file_id, &file, &slot);
+        let synced = self.sync_files(&[(file_id, &file)], &slot, &self.engine);
         written.and(synced)
     }
 
@@ -207,13 +208,12 @@ impl BufferPool {
             result = result.and(self.schedule_rewrites(*file_id, file));
         }
         result = result.and(self.flush_frames(&slot, pace, wanted));
-        for (file_id, file) in &files {
-            if file.sync.has_unsynced() || file.sync.has_rewrites() {
-                let synced = self.sync_file(*file_id, file, &slot);
-                result = result.and(synced);
-            }
-        }
-        result
+        let to_sync: Vec<(FileId, &DataFile)> = files
+            .iter()
+            .filter(|(_, file)| file.sync.has_unsynced() || file.sync.has_rewrites())
+            .map(|(file_id, file)| (*file_id, &**file))
+            .collect();
+        result.and(self.sync_files(&to_sync, &slot, &self.engine))
     }
 
     /// Writes back, in batches, every frame `wanted` accepts (given its
@@ -381,8 +381,49 @@ impl PoolCore {
         noted
     }
 
-    /// Syncs a file. On failure, every page written since the last
-    /// successful sync is scheduled to be written again.
+    /// Syncs every file of `files`: those whose writes go through the
+    /// io_uring engine (their store allows it) with one `fdatasync` each
+    /// through the ring, all in flight at once; the others one by one
+    /// through their store ([`sync_file`](Self::sync_file)). Every file is
+    /// synced; the first error is returned.
+    pub(crate) fn sync_files(
+        &self,
+        files: &[(FileId, &DataFile)],
+        slot: &ThreadSlot,
+        engine: &Engine,
+    ) -> Result<()> {
+        let through_ring = |file: &DataFile| {
+            file.storage.ring_writes() && engine.writes_through(file.storage.ring_fd())
+        };
+        let (ring, own): (Vec<_>, Vec<_>) = files.iter().partition(|(_, file)| through_ring(file));
+        let mut result = Ok(());
+        if !ring.is_empty() {
+            let _suspended = slot.suspend();
+            let covered: Vec<_> = ring
+                .iter()
+                .map(|(_, file)| {
+                    slot.stats.bump(Counter::IoSyncs);
+                    file.sync.begin_sync()
+                })
+                .collect();
+            let fds: Vec<_> = ring
+                .iter()
+                .filter_map(|(_, file)| file.storage.ring_fd())
+                .collect();
+            debug_assert_eq!(fds.len(), ring.len(), "writes_through needs a descriptor");
+            let synced = engine.sync(&fds);
+            for ((&(file_id, file), covered), synced) in ring.iter().zip(covered).zip(synced) {
+                result = result.and(self.end_sync(file_id, file, covered, synced));
+            }
+        }
+        for (file_id, file) in own {
+            result = result.and(self.sync_file(file_id, file, slot));
+        }
+        result
+    }
+
+    /// Syncs a file through its store. On failure, every page written
+    /// since the last successful sync is scheduled to be written again.
     pub(crate) fn sync_file(
         &self,
         file_id: FileId,
@@ -396,11 +437,28 @@ impl PoolCore {
         // again, then the panic goes on.
         let synced = std::panic::catch_unwind(AssertUnwindSafe(|| file.storage.sync()));
         match synced {
-            Ok(Ok(())) => {
+            Ok(synced) => self.end_sync(file_id, file, covered, synced),
+            Err(panic) => {
+                file.sync.sync_failed(covered);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Records how a sync of `file` that covered `covered` ended.
+    fn end_sync(
+        &self,
+        file_id: FileId,
+        file: &DataFile,
+        covered: SyncSnapshot,
+        synced: std::io::Result<()>,
+    ) -> Result<()> {
+        match synced {
+            Ok(()) => {
                 file.sync.sync_succeeded(covered);
                 Ok(())
             }
-            Ok(Err(source)) => {
+            Err(source) => {
                 file.sync.sync_failed(covered);
                 self.reports.report(Report::FailedSync, |n| {
                     let pool = &self.config.name;
@@ -411,10 +469,6 @@ impl PoolCore {
                     );
                 });
                 Err(Error::Sync { file_id, source })
-            }
-            Err(panic) => {
-                file.sync.sync_failed(covered);
-                std::panic::resume_unwind(panic)
             }
         }
     }

@@ -215,13 +215,16 @@ impl PoolCore {
                 first_error.get_or_insert(error);
             }
         }
+        let mut to_sync = Vec::new();
         for file_id in written_to {
             let file = self.file(file_id)?;
             if file.sync.wants_sync() {
-                if let Err(error) = self.sync_file(file_id, &file, slot) {
-                    first_error.get_or_insert(error);
-                }
+                to_sync.push((file_id, file));
             }
+        }
+        let to_sync: Vec<_> = to_sync.iter().map(|(id, file)| (*id, &**file)).collect();
+        if let Err(error) = self.sync_files(&to_sync, slot, engine) {
+            first_error.get_or_insert(error);
         }
         first_error.map_or(Ok(()), Err)
     }
