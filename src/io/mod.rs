@@ -22,9 +22,10 @@
 //! io_uring engine also writes batches of pages straight out of their
 //! frames through the descriptor, for stores that take ring writes
 //! ([`Storage::ring_writes`]), and syncs their files with one `fdatasync`
-//! each through the ring (a flush of several files, all at once); other
-//! writes and syncs go through [`Storage::write_page`] and
-//! [`Storage::sync`] on the writing thread.
+//! each through the ring when a flush syncs many at once
+//! (`PoolConfig::ring_sync_min_files`, 8); other writes and syncs go
+//! through [`Storage::write_page`] and [`Storage::sync`] on the writing
+//! thread.
 
 mod direct;
 mod engine;

@@ -40,8 +40,8 @@
 //!
 //! [`Uring::sync`] submits one `FSYNC` with `IORING_FSYNC_DATASYNC` (an
 //! `fdatasync`) per file, all at once, and waits on a [`WriteWait`] the
-//! same way: a flush of several files waits for the slowest sync, not for
-//! their sum. Its run holds no frame (`reads` is empty); the descriptor is
+//! same way: a flush of many files waits for the slowest sync, not for
+//! their sum (the pool uses it from `ring_sync_min_files` files on). Its run holds no frame (`reads` is empty); the descriptor is
 //! in [`Waiter::Sync`].
 //!
 //! # Fixed buffers

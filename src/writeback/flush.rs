@@ -381,11 +381,13 @@ impl PoolCore {
         noted
     }
 
-    /// Syncs every file of `files`: those whose writes go through the
-    /// io_uring engine (their store allows it) with one `fdatasync` each
-    /// through the ring, all in flight at once; the others one by one
-    /// through their store ([`sync_file`](Self::sync_file)). Every file is
-    /// synced; the first error is returned.
+    /// Syncs every file of `files`. Where at least
+    /// [`PoolConfig::ring_sync_min_files`](crate::PoolConfig::ring_sync_min_files)
+    /// of them write through the io_uring engine
+    /// (their store allows it), those get one `fdatasync` each through the
+    /// ring, all in flight at once; the others, or all of them when fewer,
+    /// sync one by one through their store ([`sync_file`](Self::sync_file)).
+    /// Every file is synced; the first error is returned.
     pub(crate) fn sync_files(
         &self,
         files: &[(FileId, &DataFile)],
@@ -395,7 +397,11 @@ impl PoolCore {
         let through_ring = |file: &DataFile| {
             file.storage.ring_writes() && engine.writes_through(file.storage.ring_fd())
         };
-        let (ring, own): (Vec<_>, Vec<_>) = files.iter().partition(|(_, file)| through_ring(file));
+        let (mut ring, mut own): (Vec<_>, Vec<_>) =
+            files.iter().partition(|(_, file)| through_ring(file));
+        if ring.len() < self.config.ring_sync_min_files {
+            own.append(&mut ring);
+        }
         let mut result = Ok(());
         if !ring.is_empty() {
             let _suspended = slot.suspend();
