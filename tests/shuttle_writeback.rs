@@ -246,6 +246,45 @@ fn a_release_racing_flush_until() {
         .run(|| release_racing(checkpoint_stores));
 }
 
+/// Redo extending a file while another thread allocates in it: the page
+/// the allocation hands out is the allocator's, whatever the interleaving
+/// (`extend_file` must not zero it), and the file ends at least as long
+/// as both asked.
+fn extend_racing_allocate() {
+    let pool = Arc::new(BufferPool::open(PoolConfig::new(3).io_engine(IoEngine::Sync)).unwrap());
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    let allocator = {
+        let pool = Arc::clone(&pool);
+        shuttle::thread::spawn(move || {
+            let (page_id, mut page) = pool.allocate(file).unwrap();
+            page.store_u64(0, 77).unwrap();
+            drop(page);
+            page_id
+        })
+    };
+    pool.extend_file(file, 1).unwrap();
+    let page_id = allocator.join().unwrap();
+    let value = pool.optimistic(page_id, |view| view.load_u64(0)).unwrap();
+    assert_eq!(
+        value,
+        Ok(77),
+        "the allocated {page_id} was zeroed by extend_file"
+    );
+    assert!(pool.page_count(file).unwrap() >= 1);
+    assert!(pool.page_count(file).unwrap() >= page_id.page_no() + 1);
+}
+
+#[test]
+fn extend_file_racing_allocate() {
+    let iterations = common::shuttle_iterations() / 2;
+    let seed = common::shuttle_seed();
+    let config = common::shuttle_config;
+    Runner::new(PctScheduler::new_from_seed(seed, 3, iterations), config())
+        .run(extend_racing_allocate);
+    Runner::new(RandomScheduler::new_from_seed(seed, iterations), config())
+        .run(extend_racing_allocate);
+}
+
 fn run(scheduler: impl Scheduler + 'static) {
     Runner::new(scheduler, common::shuttle_config()).run(scenario);
 }

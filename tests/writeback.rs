@@ -661,3 +661,26 @@ fn a_discarded_page_leaves_no_recovery_lsn_to_the_next_tenant() {
     pool.flush_all().unwrap();
     assert_eq!(pool.dirty_pages(), vec![]);
 }
+
+/// An extension that cannot latch its last page (every frame latched)
+/// fails with the error and leaves the page count where it was, so that
+/// redo can retry it; an allocation beside it is never touched.
+#[test]
+fn a_failed_extend_file_gives_the_page_count_back() {
+    let config = PoolConfig::new(2).frame_wait_timeout(Duration::from_millis(50));
+    let pool = BufferPool::open(config).unwrap();
+    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+    let (first, mut a) = pool.allocate(file).unwrap();
+    a.store_u64(0, 1).unwrap();
+    let (_, b) = pool.allocate(file).unwrap();
+    // Both frames latched by this thread: write_new finds no frame.
+    let err = pool.extend_file(file, 10).unwrap_err();
+    assert!(matches!(err, Error::NoFreeFrame { .. }), "{err}");
+    assert_eq!(pool.page_count(file).unwrap(), 2, "the count went back");
+    drop((a, b));
+    pool.extend_file(file, 10).unwrap();
+    assert_eq!(pool.page_count(file).unwrap(), 10);
+    assert_eq!(pool.optimistic(first, |v| v.load_u64(0)).unwrap(), Ok(1));
+    let (next, _) = pool.allocate(file).unwrap();
+    assert_eq!(next.page_no(), 10, "allocations go past the extension");
+}

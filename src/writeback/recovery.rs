@@ -95,9 +95,15 @@ impl BufferPool {
     /// allocation that reached the log but not the file): the new last
     /// page is written as a zero page at the next write-back, and the
     /// pages before it read as zeros. A file already that long is left as
-    /// it is. For recovery: not to be run while other threads `allocate`
-    /// in the same file (a page allocated past the count it read would be
-    /// zeroed).
+    /// it is.
+    ///
+    /// Safe beside `allocate` in the same file: the new page count is
+    /// taken in one compare-and-swap before any page is touched, so an
+    /// allocation that runs meanwhile gets a page number past the extension
+    /// (or, before it, one the extension does not touch), and no page an
+    /// allocation handed out is zeroed. If the last page cannot be latched
+    /// (no free frame), the count goes back where it was, unless an
+    /// allocation has moved it on since, and the error is returned.
     pub fn extend_file(&self, file_id: FileId, page_count: u64) -> Result<()> {
         let file = self.file(file_id)?;
         if page_count > MAX_PAGES_PER_FILE {
@@ -106,10 +112,38 @@ impl BufferPool {
                 page_count: MAX_PAGES_PER_FILE,
             });
         }
-        if page_count <= file.page_count.load(Ordering::Acquire) {
-            return Ok(());
+        let mut old_count = file.page_count.load(Ordering::Acquire);
+        loop {
+            if page_count <= old_count {
+                return Ok(());
+            }
+            match file.page_count.compare_exchange(
+                old_count,
+                page_count,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => old_count = now,
+            }
         }
-        drop(self.write_new(PageId::new(file_id, page_count - 1))?);
-        Ok(())
+        // Pages `old_count..page_count` are the extension's: no allocation
+        // hands them out. The last one is written (as zeros) to give the
+        // file its length.
+        match self.write_new(PageId::new(file_id, page_count - 1)) {
+            Ok(page) => {
+                drop(page);
+                Ok(())
+            }
+            Err(error) => {
+                let _ = file.page_count.compare_exchange(
+                    page_count,
+                    old_count,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                Err(error)
+            }
+        }
     }
 }
