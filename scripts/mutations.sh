@@ -46,6 +46,7 @@ checker_base() {
         loom-pool) echo "cargo test -p loom-tests --release --test pool" ;;
         loom-coupling) echo "cargo test -p loom-tests --release --test coupling" ;;
         loom-intents) echo "cargo test -p loom-tests --release --test intents" ;;
+        loom-combining) echo "cargo test -p loom-tests --release --test combining" ;;
         *) echo "unknown checker $1" >&2; return 1 ;;
     esac
 }

@@ -32,6 +32,11 @@ pub const WAITERS: u64 = latch::WAITERS;
 pub const PENDING: u64 = latch::PENDING;
 pub use crossbeam_epoch as epoch;
 
+/// The io_uring engine's combined entries (`src/io/combining.rs`): the
+/// production word, driven by the model's submitters.
+#[cfg(any(loom, all(target_os = "linux", not(feature = "shuttle"))))]
+pub use crate::io::combining::{Combining, Turn};
+
 /// The shared-holder count of a state word.
 pub fn shared_count(state: u64) -> u64 {
     latch::shared_count(state)

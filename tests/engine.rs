@@ -487,3 +487,57 @@ fn flushes_of_many_files_sync_through_the_ring_where_it_runs() {
         }
     }
 }
+
+/// Many threads submit at once (batches and prefetches of pages that
+/// mostly miss in a pool of 16 frames): under io_uring most find another
+/// thread entering the kernel and leave their reads to it
+/// (`src/io/combining.rs`). Every page still comes, right, within the
+/// bounded waits.
+#[test]
+fn many_threads_submitting_at_once_each_get_their_pages() {
+    let dir = common::scratch_dir("engine-many-submitters");
+    let path = dir.join("data.db");
+    make_file(&path);
+    for (engine, kind) in engines() {
+        let pool = BufferPool::open(
+            PoolConfig::new(16)
+                .io_engine(engine)
+                .frame_wait_timeout(std::time::Duration::from_secs(20))
+                .latch_wait_timeout(std::time::Duration::from_secs(20)),
+        )
+        .unwrap();
+        let file = pool
+            .open_storage(Box::new(DirectFile::open(&path, IoMode::Direct).unwrap()))
+            .unwrap();
+        let ids = pages(file);
+        std::thread::scope(|scope| {
+            for thread in 0..8u64 {
+                let (pool, ids) = (&pool, &ids);
+                scope.spawn(move || {
+                    let mut seed = thread * 7919 + 1;
+                    for round in 0..150u64 {
+                        let batch: Vec<PageId> = (0..3)
+                            .map(|_| {
+                                seed = seed
+                                    .wrapping_mul(6364136223846793005)
+                                    .wrapping_add(1442695040888963407);
+                                ids[((seed >> 33) % PAGES) as usize]
+                            })
+                            .collect();
+                        if round % 4 == 0 {
+                            pool.prefetch(&batch).unwrap();
+                        }
+                        pool.read_many(&batch, |page_id, page| {
+                            let page = page.unwrap_or_else(|e| panic!("{kind:?} {page_id}: {e}"));
+                            assert_eq!(page.view().load_u64(0).unwrap(), value(page_id));
+                        });
+                    }
+                });
+            }
+        });
+        let stats = pool.stats();
+        assert_eq!(stats.read_failures, 0, "{kind:?}");
+        assert!(stats.io_reads > 16, "{kind:?}: the pages missed");
+        pool.close().unwrap();
+    }
+}

@@ -27,6 +27,8 @@
 //! through [`Storage::write_page`] and [`Storage::sync`] on the writing
 //! thread.
 
+#[cfg(any(loom, all(target_os = "linux", not(feature = "shuttle"))))]
+pub(crate) mod combining;
 mod direct;
 mod engine;
 mod faulty;

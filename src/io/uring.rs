@@ -5,8 +5,11 @@
 //! One ring per pool. Any thread submits: it reserves room for its reads
 //! in the completion queue (`in_flight` never exceeds the CQ's size, so
 //! the kernel never has to hold completions back), pushes one entry per
-//! read under the submission lock and enters the kernel once for the
-//! batch. One thread of the engine's, the reaper, is the only reader of
+//! read under the submission lock and, after the lock, enters the kernel
+//! once for the batch, or, if another thread is entering at that moment,
+//! leaves its entries to that thread, which enters once more
+//! (`combining.rs`: one thread in the kernel's submission path at a time,
+//! one entry for many submitters' reads). One thread of the engine's, the reaper, is the only reader of
 //! the completion queue: it sleeps in `io_uring_enter` until at least one
 //! read completes, then reports every completed read to the pool (which
 //! publishes the page and wakes its waiters) and frees its reservation.
@@ -67,6 +70,7 @@ use std::thread::JoinHandle;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::combining::{Combining, Turn};
 use super::engine::{CompletionFn, FrameIo};
 use crate::page::PAGE_SIZE;
 use crate::sync::lock;
@@ -154,6 +158,8 @@ struct Shared {
     submitting: Mutex<()>,
     /// Requests submitted and not yet reaped; at most `capacity`.
     in_flight: AtomicUsize,
+    /// Who enters the kernel for a pushed request (`combining.rs`).
+    combining: Combining,
     capacity: usize,
     /// The registered arena, if registration succeeded.
     fixed: Option<FixedArena>,
@@ -195,6 +201,7 @@ impl Uring {
             ring,
             submitting: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
+            combining: Combining::default(),
             capacity,
             fixed,
             unregistered_because,
@@ -280,7 +287,8 @@ impl Uring {
                 let entry = self.shared.entry(&run);
                 entry.user_data(Box::into_raw(Box::new(run)) as u64)
             });
-            self.shared.push_and_enter(entries);
+            self.shared.push(entries);
+            self.shared.enter();
             runs = later;
         }
     }
@@ -290,7 +298,8 @@ impl Drop for Uring {
     fn drop(&mut self) {
         self.shared.reserve(1);
         let stop = opcode::Nop::new().build().user_data(STOP);
-        self.shared.push_and_enter(std::iter::once(stop));
+        self.shared.push(std::iter::once(stop));
+        self.shared.enter();
         if let Some(reaper) = self.reaper.take() {
             if reaper.join().is_err() {
                 log::error!("pagepool: the io_uring reaper panicked");
@@ -439,10 +448,13 @@ impl Shared {
             .then(|| ((address - fixed.base) / FIXED_CHUNK_BYTES) as u16)
     }
 
-    /// Pushes `entries` (room reserved) and enters the kernel to submit
-    /// them, entering early whenever the submission queue is full.
-    fn push_and_enter(&self, entries: impl Iterator<Item = squeue::Entry>) {
-        let _submitting = lock(&self.submitting);
+    /// Pushes `entries` (room reserved), entering the kernel early
+    /// whenever the submission queue is full; the caller then [`enter`]s
+    /// (or defers) for what is left.
+    ///
+    /// [`enter`]: Self::enter
+    fn push(&self, entries: impl Iterator<Item = squeue::Entry>) {
+        let submitting = lock(&self.submitting);
         // SAFETY: `submitting` is held, so this is the only submission
         // queue handle alive (the reaper never takes one).
         let mut queue = unsafe { self.ring.submission_shared() };
@@ -463,9 +475,31 @@ impl Shared {
                 queue.sync();
             }
         }
+        // Publishes the tail (a release store) before the caller's
+        // `enter`, whose RMW the enterer's next one acquires
+        // (`combining.rs`, invariant 2).
         queue.sync();
         drop(queue);
-        self.enter_submit();
+        drop(submitting);
+    }
+
+    /// Enters the kernel for what this thread just pushed, or leaves it to
+    /// the thread entering now, which enters once more for it
+    /// (`combining.rs`). The kernel submits every entry published before
+    /// it reads the tail, whoever enters, so this runs outside the
+    /// submission lock: the next submitter pushes meanwhile instead of
+    /// sleeping on the lock for the length of a syscall (and a device
+    /// doorbell), and no two submitters spin on the kernel's ring lock.
+    fn enter(&self) {
+        if self.combining.pushed() == Turn::Left {
+            return;
+        }
+        loop {
+            self.enter_submit();
+            if !self.combining.again() {
+                return;
+            }
+        }
     }
 
     /// Submits what is queued; retries what the kernel says to retry.
@@ -533,7 +567,9 @@ impl Shared {
             // not been taken back: it is only read here, not freed, and
             // given to the kernel again under the same user data.
             let entry = self.entry(unsafe { &*raw }).user_data(user_data);
-            self.push_and_enter(std::iter::once(entry));
+            // Still counted as entered (it was not reaped): enter again.
+            self.push(std::iter::once(entry));
+            self.enter_submit();
             return false;
         }
         // SAFETY: as above; this completion is the box's last use.
