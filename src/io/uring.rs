@@ -81,8 +81,12 @@ const FIXED_CHUNK_BYTES: usize = 1 << 30;
 const MAX_FIXED_CHUNKS: usize = 1 << 14;
 /// `user_data` of the stop request.
 const STOP: u64 = 0;
-/// The most pages one request reads (512 KiB; devices take 128 segments and more).
-pub(crate) const MAX_RUN_PAGES: usize = 128;
+/// The most pages one request reads: 4 MiB, the kernel's limit on the
+/// iovecs of one `READV` (`UIO_MAXIOV`). A scan's frames are consecutive
+/// (the free queue hands them out in sweep order), so such a run is a few
+/// large segments; the block layer splits it where the device wants
+/// smaller requests (`max_sectors_kb`).
+pub(crate) const MAX_RUN_PAGES: usize = 1024;
 
 /// One request: frames of consecutive pages of one file, or a sync.
 struct Run {

@@ -69,13 +69,29 @@ impl Begun {
 pub(crate) struct Submission<'pool> {
     pool: &'pool BufferPool,
     reads: Vec<FrameIo>,
+    /// Reads queued before they go to the engine without waiting for the
+    /// rest of the batch.
+    submit_every: usize,
 }
 
 impl<'pool> Submission<'pool> {
+    /// For reads of pages anywhere: submitted every [`SUBMIT_EVERY`].
     pub(crate) fn new(pool: &'pool BufferPool) -> Submission<'pool> {
         Submission {
             pool,
             reads: Vec::new(),
+            submit_every: SUBMIT_EVERY,
+        }
+    }
+
+    /// For a scan's read-ahead, pages in order: submitted every
+    /// [`RUN_SUBMIT_EVERY`], so that the engine can read them as runs of
+    /// that many pages (one device request each) instead of 32.
+    pub(crate) fn for_runs(pool: &'pool BufferPool) -> Submission<'pool> {
+        Submission {
+            pool,
+            reads: Vec::new(),
+            submit_every: RUN_SUBMIT_EVERY,
         }
     }
 }
@@ -100,6 +116,10 @@ impl Drop for Submission<'_> {
 /// for the rest of the batch: the device starts on the first ones while
 /// the rest are claimed.
 const SUBMIT_EVERY: usize = 32;
+
+/// [`SUBMIT_EVERY`] for pages in order: the most the io_uring engine reads
+/// as one request (`MAX_RUN_PAGES`, 4 MiB).
+const RUN_SUBMIT_EVERY: usize = 1024;
 
 /// Where a page of a batch stands.
 pub(crate) enum Poll<'pool> {
@@ -303,14 +323,24 @@ impl BufferPool {
     ) -> Result<Begun> {
         let file = self.file_of(page_id)?;
         let _unpinned = slot.block(Some(page_id))?;
-        // Frames come back only from reads the engine has: a batch must not
-        // wait for a frame while it holds reads it has not submitted. (One
-        // that may not wait gives up instead, and submits before it waits.)
-        if submission.reads.len() >= SUBMIT_EVERY || (wait && self.free.is_empty()) {
+        if submission.reads.len() >= submission.submit_every {
             submission.flush();
         }
+        // Frames come back only from reads the engine has: a batch must not
+        // wait for a frame while it holds reads it has not submitted. So it
+        // looks without waiting first (the clock hands most frames over
+        // so), and submits before it waits. (One that may not wait gives
+        // up instead, and submits before it waits.) Submitting whenever
+        // the free list is empty would cut a scan's runs to one page: a
+        // file larger than the pool empties it for good.
         let frame_id = if wait {
-            self.take_free_frame(slot)?
+            match self.take_free_frame_now(slot)? {
+                Some(frame_id) => frame_id,
+                None => {
+                    submission.flush();
+                    self.take_free_frame(slot)?
+                }
+            }
         } else {
             match self.take_free_frame_now(slot)? {
                 Some(frame_id) => frame_id,

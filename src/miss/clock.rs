@@ -26,7 +26,7 @@ const NOWAIT_COLLECTS: u32 = 8;
 const SLOW_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl BufferPool {
-    /// A free frame (still `FREE`, off the free stack, unreachable; the
+    /// A free frame (still `FREE`, off the free queue, unreachable; the
     /// caller claims it for a page or gives it back); evicts if needed.
     /// The caller has made sure the thread may block ([`ThreadSlot::block`]).
     ///

@@ -281,7 +281,7 @@ impl PoolCore {
         file: &DataFile,
         slot: &ThreadSlot,
     ) -> Result<()> {
-        // The frame came off the free stack after its epoch grace period,
+        // The frame came off the free queue after its epoch grace period,
         // and a reader that finds it through the table sees `EXCL` first.
         // SAFETY: held exclusively (by the load) and unreachable
         // (`fill_bytes` contract).
@@ -367,7 +367,7 @@ impl PoolCore {
         self.free.retire(frame_id, &guard);
     }
 
-    /// Gives back a frame taken from the free stack and never published.
+    /// Gives back a frame taken from the free queue and never published.
     ///
     /// It can still have waiters: a thread that looked the frame up for
     /// the page it held before it was recycled may have parked on it, seen

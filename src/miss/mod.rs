@@ -20,18 +20,28 @@
 //!
 //! # Free frames and eviction
 //!
-//! Free frames sit on a stack. When it is empty the clock hand sweeps a
+//! Free frames wait in a queue, oldest first. When it is empty the clock hand sweeps a
 //! batch of frames: a first visit sets the mark, an access clears it, a
 //! second visit with the mark still set takes the frame exclusively. A
 //! dirty victim is written back first (WAL hook, checksum stamp, write); if
 //! that fails, or the hook or the storage panics, the page stays dirty and
 //! resident and the frame is released. The victim's table entry
-//! is removed and the frame retired: it returns to the stack through an
+//! is removed and the frame retired: it returns to the queue through an
 //! epoch-deferred closure, only when no pinned reader can still be reading
-//! it (docs/design.md rule 6). A thread short of frames keeps nudging the epoch
+//! it (docs/design.md rule 6).
+//!
+//! The queue is first in, first out so that frames come back in the order
+//! the hand swept them, ascending: a scan's read-ahead then claims
+//! consecutive frames for consecutive pages, which on the arena's huge
+//! pages are one physically contiguous buffer, and a run of them goes to
+//! the device as a few large segments instead of one per page (a stack
+//! handed them out descending: measured on this VM's virtio disk, 512 KiB
+//! requests of 128 scattered pages ran at about half the speed of the
+//! same requests in one buffer). A thread short of frames keeps nudging the epoch
 //! forward until frames come back, or gives up after
 //! `frame_wait_timeout` with [`Error::NoFreeFrame`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crossbeam_epoch::Guard;
@@ -66,7 +76,8 @@ pub(crate) enum Load {
 /// Frames holding no page.
 #[derive(Debug)]
 pub(crate) struct FreeFrames {
-    stack: Mutex<Vec<FrameId>>,
+    /// Oldest first (see the module docs, "Free frames and eviction").
+    queue: Mutex<VecDeque<FrameId>>,
     /// Frames retired but not yet back on the stack (awaiting the epoch).
     pending: AtomicUsize,
 }
@@ -75,27 +86,23 @@ impl FreeFrames {
     /// Every one of `frame_count` frames free.
     pub(crate) fn new(frame_count: usize) -> Arc<FreeFrames> {
         Arc::new(FreeFrames {
-            stack: Mutex::new((0..frame_count).rev().collect()),
+            queue: Mutex::new((0..frame_count).collect()),
             pending: AtomicUsize::new(0),
         })
     }
 
     fn pop(&self) -> Option<FrameId> {
-        lock(&self.stack).pop()
-    }
-
-    /// Whether the stack is empty now (a hint: frames come and go).
-    pub(crate) fn is_empty(&self) -> bool {
-        lock(&self.stack).is_empty()
+        lock(&self.queue).pop_front()
     }
 
     fn push(&self, frame_id: FrameId) {
-        lock(&self.stack).push(frame_id);
+        lock(&self.queue).push_back(frame_id);
     }
 
-    /// Returns a frame taken from the stack and never claimed.
+    /// Returns a frame taken from the queue and never claimed, to the
+    /// front, where it was.
     pub(crate) fn give_back(&self, frame_id: FrameId) {
-        self.push(frame_id);
+        lock(&self.queue).push_front(frame_id);
     }
 
     /// Returns `frame_id` to the stack once every reader pinned now has
@@ -180,5 +187,30 @@ impl BufferPool {
             });
         }
         Ok(file)
+    }
+}
+
+#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
+mod tests {
+    use super::FreeFrames;
+
+    #[test]
+    fn free_frames_come_back_in_the_order_they_were_freed() {
+        let free = FreeFrames::new(3);
+        let taken: Vec<_> = std::iter::from_fn(|| free.pop()).collect();
+        assert_eq!(taken, [0, 1, 2], "ascending at open");
+        // The clock frees frames in sweep order; a scan's read-ahead must
+        // get them in that order (consecutive frames: large segments).
+        for frame_id in [7, 8, 9] {
+            free.push(frame_id);
+        }
+        let first = free.pop().unwrap();
+        free.give_back(first);
+        let taken: Vec<_> = std::iter::from_fn(|| free.pop()).collect();
+        assert_eq!(
+            taken,
+            [7, 8, 9],
+            "first in, first out; a frame given back first"
+        );
     }
 }

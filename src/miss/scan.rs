@@ -65,7 +65,7 @@ impl BufferPool {
             // Top the window up when half of it is used: half a window of
             // reads per submission, not one.
             if ahead <= page_no + window / 2 {
-                let mut submission = Submission::new(self);
+                let mut submission = Submission::for_runs(self);
                 while ahead < pages.end && ahead <= page_no + window {
                     let page_id = PageId::new(file_id, ahead);
                     if self.lookup(page_id, &slot, false).is_none() {

@@ -17,7 +17,7 @@ use crate::bench::workload::{Sampler, Shape};
 use crate::error::{Error, Result};
 
 /// Pages a scan chunk reads before it looks at the stop flag.
-const SCAN_CHUNK: u64 = 4096;
+const SCAN_CHUNK: u64 = 16_384;
 
 /// A pool read in batches.
 pub struct Batched {
@@ -96,7 +96,7 @@ impl Batched {
         let end = (start + SCAN_CHUNK).min(pages);
         let mut first_error: Option<Error> = None;
         self.pool
-            .scan(self.file, start..end, self.batch, |page_id, page| {
+            .scan(self.file, start..end, self.read_ahead, |page_id, page| {
                 let sum = page.map(|page| page.view().sum_u64());
                 match sum {
                     Ok(sum) if sum == data::page_sum(page_id.page_no()) => {
