@@ -119,7 +119,7 @@ const SUBMIT_EVERY: usize = 32;
 
 /// [`SUBMIT_EVERY`] for pages in order: the most the io_uring engine reads
 /// as one request (`MAX_RUN_PAGES`, 4 MiB).
-const RUN_SUBMIT_EVERY: usize = 1024;
+pub(crate) const RUN_SUBMIT_EVERY: usize = 1024;
 
 /// Where a page of a batch stands.
 pub(crate) enum Poll<'pool> {

@@ -12,11 +12,14 @@
 
 use std::ops::{ControlFlow, Range};
 
-use super::batch::{Begun, Submission};
+use super::batch::{Begun, Submission, RUN_SUBMIT_EVERY};
 use crate::access::PageRef;
 use crate::error::{Error, Result};
 use crate::page::{FileId, PageId};
 use crate::pool::BufferPool;
+
+/// Pages of one run of reads (what a submission for runs holds).
+const RUN_PAGES: u64 = RUN_SUBMIT_EVERY as u64;
 
 impl BufferPool {
     /// Reads pages `pages` of `file_id` in order under shared latches,
@@ -61,10 +64,13 @@ impl BufferPool {
         let window = window.clamp(1, (self.frame_count() / 4).max(1)) as u64;
         let slot = self.thread_slot();
         let mut ahead = pages.start;
+        // Top the window up once a whole run fits (half the window, at
+        // most one run of the engine's): reads go in runs, not one by one,
+        // and a large window stays nearly full instead of swinging
+        // between half and full.
+        let top_up = (window / 2).clamp(1, RUN_PAGES);
         for page_no in pages.clone() {
-            // Top the window up when half of it is used: half a window of
-            // reads per submission, not one.
-            if ahead <= page_no + window / 2 {
+            if ahead + top_up <= page_no + window {
                 let mut submission = Submission::for_runs(self);
                 while ahead < pages.end && ahead <= page_no + window {
                     let page_id = PageId::new(file_id, ahead);
