@@ -74,7 +74,7 @@ pub(crate) fn next_pool_uid() -> u64 {
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it.
 ///
-/// The pool's mutexes guard plain bookkeeping (free-frame stacks, wait
+/// The pool's mutexes guard plain bookkeeping (free-frame queues, wait
 /// queues, bucket writers) whose invariants hold at every unlock, so
 /// poisoning carries no information worth a panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -37,6 +37,14 @@ mod memory;
 mod uring;
 
 pub use direct::{DirectFile, FileIdentity, IoMode};
+
+/// The most pages one io_uring request reads or writes: 4 MiB, the
+/// kernel's limit on the iovecs of one `READV` (`UIO_MAXIOV`). A scan's
+/// frames are consecutive (the free queue hands them out in sweep order),
+/// so such a run is a few large segments; the block layer splits it where
+/// the device wants smaller requests (`max_sectors_kb`). A scan's
+/// read-ahead submits this many reads at a time, one run.
+pub(crate) const MAX_RUN_PAGES: usize = 1024;
 pub(crate) use engine::{CompletionFn, Engine, FrameIo};
 pub use engine::{EngineKind, IoEngine};
 pub use faulty::{FaultController, FaultKind, FaultStats, Faulty, IoOp};

@@ -81,12 +81,7 @@ const FIXED_CHUNK_BYTES: usize = 1 << 30;
 const MAX_FIXED_CHUNKS: usize = 1 << 14;
 /// `user_data` of the stop request.
 const STOP: u64 = 0;
-/// The most pages one request reads: 4 MiB, the kernel's limit on the
-/// iovecs of one `READV` (`UIO_MAXIOV`). A scan's frames are consecutive
-/// (the free queue hands them out in sweep order), so such a run is a few
-/// large segments; the block layer splits it where the device wants
-/// smaller requests (`max_sectors_kb`).
-pub(crate) const MAX_RUN_PAGES: usize = 1024;
+use super::MAX_RUN_PAGES;
 
 /// One request: frames of consecutive pages of one file, or a sync.
 struct Run {
@@ -562,11 +557,16 @@ impl Shared {
     }
 
     /// Reports one completed request, frame by frame, or submits it
-    /// again (`EAGAIN`, `EINTR`; then it is still in flight and this
-    /// returns false).
+    /// again (`EAGAIN`, `EINTR`, `ECANCELED`; then it is still in flight
+    /// and this returns false).
     fn report(&self, user_data: u64, result: i32, complete: &CompletionFn) -> bool {
         let raw = user_data as *mut Run;
-        if result == -libc::EAGAIN || result == -libc::EINTR {
+        // ECANCELED: the thread that entered this request exited and the
+        // kernel cancelled what it had not started (a request belongs to
+        // the thread that entered it, which with combined entries may be
+        // any submitter). Nothing here cancels requests, so it is that:
+        // the reaper, which lives as long as the ring, submits it again.
+        if result == -libc::EAGAIN || result == -libc::EINTR || result == -libc::ECANCELED {
             // SAFETY: `raw` came from `Box::into_raw` in `submit` and has
             // not been taken back: it is only read here, not freed, and
             // given to the kernel again under the same user data.

@@ -118,8 +118,8 @@ impl Drop for Submission<'_> {
 const SUBMIT_EVERY: usize = 32;
 
 /// [`SUBMIT_EVERY`] for pages in order: the most the io_uring engine reads
-/// as one request (`MAX_RUN_PAGES`, 4 MiB).
-pub(crate) const RUN_SUBMIT_EVERY: usize = 1024;
+/// as one request (4 MiB).
+pub(crate) const RUN_SUBMIT_EVERY: usize = crate::io::MAX_RUN_PAGES;
 
 /// Where a page of a batch stands.
 pub(crate) enum Poll<'pool> {

@@ -78,7 +78,7 @@ pub(crate) enum Load {
 pub(crate) struct FreeFrames {
     /// Oldest first (see the module docs, "Free frames and eviction").
     queue: Mutex<VecDeque<FrameId>>,
-    /// Frames retired but not yet back on the stack (awaiting the epoch).
+    /// Frames retired but not yet back in the queue (awaiting the epoch).
     pending: AtomicUsize,
 }
 
@@ -105,7 +105,7 @@ impl FreeFrames {
         lock(&self.queue).push_front(frame_id);
     }
 
-    /// Returns `frame_id` to the stack once every reader pinned now has
+    /// Returns `frame_id` to the queue once every reader pinned now has
     /// unpinned.
     fn retire(self: &Arc<Self>, frame_id: FrameId, guard: &Guard) {
         self.pending.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +147,7 @@ impl BufferPool {
     }
 
     /// Step 3 of a load: claims the free frame `frame_id` (taken off the
-    /// free stack) for `page_id` and maps the page to it; returns the
+    /// free queue) for `page_id` and maps the page to it; returns the
     /// version it was claimed at, or `None` (the frame given back) if
     /// another thread mapped the page first. The caller must end the load
     /// (read, then publish or unmap).

@@ -72,7 +72,7 @@ impl BufferPool {
         for page_no in pages.clone() {
             if ahead + top_up <= page_no + window {
                 let mut submission = Submission::for_runs(self);
-                while ahead < pages.end && ahead <= page_no + window {
+                while ahead < pages.end && ahead < page_no + window {
                     let page_id = PageId::new(file_id, ahead);
                     if self.lookup(page_id, &slot, false).is_none() {
                         // The scan holds no latch and wants none of its
