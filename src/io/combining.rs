@@ -41,8 +41,8 @@
 //! pushed since the last, and every push holds a completion-queue
 //! reservation, so it never enters for nothing). A thread that must not
 //! be held so (one holding frame latches, such as the writer of a batch)
-//! is held at most while others keep pushing; measured, the turns are a
-//! few entries long.
+//! is held at most while others keep pushing. (Turn lengths are not
+//! measured.)
 //!
 //! The reaper's own entry (`submit_and_wait`) stays outside this word: it
 //! submits whatever is queued and then sleeps, and needs no one else.
