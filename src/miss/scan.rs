@@ -29,6 +29,12 @@ impl BufferPool {
     /// the pool's frames). A page that cannot be read comes as its error
     /// (and the scan goes on if `each` continues).
     ///
+    /// Under the io_uring engine the reads ahead go as runs of up to 1024
+    /// pages (4 MiB requests); a disk reaches its sequential speed with
+    /// several such requests in flight, so a window of a few thousand pages
+    /// (4096: 16 MiB) is the one to start from, where the pool has frames
+    /// for it (`docs/io.md`, "Scans and the clock").
+    ///
     /// The scan's pages go first when frames are needed (see the module
     /// docs of `miss/scan.rs`): scanning a file larger than the pool does
     /// not evict the pages other accesses keep using.
