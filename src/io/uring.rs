@@ -9,8 +9,8 @@
 //! once for the batch, or, if another thread is entering at that moment,
 //! leaves its entries to that thread, which enters once more
 //! (`combining.rs`: one thread in the kernel's submission path at a time,
-//! one entry for many submitters' reads). One thread of the engine's, the reaper, is the only reader of
-//! the completion queue: it sleeps in `io_uring_enter` until at least one
+//! one entry for many submitters' reads). One thread of the engine's, the
+//! reaper, is the only reader of the completion queue: it sleeps in `io_uring_enter` until at least one
 //! read completes, then reports every completed read to the pool (which
 //! publishes the page and wakes its waiters) and frees its reservation.
 //!
@@ -44,8 +44,9 @@
 //! [`Uring::sync`] submits one `FSYNC` with `IORING_FSYNC_DATASYNC` (an
 //! `fdatasync`) per file, all at once, and waits on a [`WriteWait`] the
 //! same way: a flush of many files waits for the slowest sync, not for
-//! their sum (the pool uses it from `ring_sync_min_files` files on). Its run holds no frame (`reads` is empty); the descriptor is
-//! in [`Waiter::Sync`].
+//! their sum (the pool uses it from `ring_sync_min_files` files on). Its
+//! run holds no frame (`reads` is empty); the descriptor is in
+//! [`Waiter::Sync`].
 //!
 //! # Fixed buffers
 //!
@@ -72,6 +73,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use super::combining::{Combining, Turn};
 use super::engine::{CompletionFn, FrameIo};
+use super::MAX_RUN_PAGES;
 use crate::page::PAGE_SIZE;
 use crate::sync::lock;
 
@@ -81,7 +83,6 @@ const FIXED_CHUNK_BYTES: usize = 1 << 30;
 const MAX_FIXED_CHUNKS: usize = 1 << 14;
 /// `user_data` of the stop request.
 const STOP: u64 = 0;
-use super::MAX_RUN_PAGES;
 
 /// One request: frames of consecutive pages of one file, or a sync.
 struct Run {
@@ -449,7 +450,7 @@ impl Shared {
 
     /// Pushes `entries` (room reserved), entering the kernel early
     /// whenever the submission queue is full; the caller then [`enter`]s
-    /// (or defers) for what is left.
+    /// for what is left (the reaper need not: its wait submits).
     ///
     /// [`enter`]: Self::enter
     fn push(&self, entries: impl Iterator<Item = squeue::Entry>) {
@@ -571,9 +572,9 @@ impl Shared {
             // not been taken back: it is only read here, not freed, and
             // given to the kernel again under the same user data.
             let entry = self.entry(unsafe { &*raw }).user_data(user_data);
-            // Still counted as entered (it was not reaped): enter again.
+            // The reaper's `submit_and_wait`, after this round's reports,
+            // submits it (it is still in flight, so the reaper goes on).
             self.push(std::iter::once(entry));
-            self.enter_submit();
             return false;
         }
         // SAFETY: as above; this completion is the box's last use.

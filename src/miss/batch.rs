@@ -77,21 +77,21 @@ pub(crate) struct Submission<'pool> {
 impl<'pool> Submission<'pool> {
     /// For reads of pages anywhere: submitted every [`SUBMIT_EVERY`].
     pub(crate) fn new(pool: &'pool BufferPool) -> Submission<'pool> {
-        Submission {
-            pool,
-            reads: Vec::new(),
-            submit_every: SUBMIT_EVERY,
-        }
+        Submission::submitting_every(pool, SUBMIT_EVERY)
     }
 
     /// For a scan's read-ahead, pages in order: submitted every
-    /// [`RUN_SUBMIT_EVERY`], so that the engine can read them as runs of
-    /// that many pages (one device request each) instead of 32.
+    /// [`MAX_RUN_PAGES`](crate::io::MAX_RUN_PAGES), so that the engine can
+    /// read them as runs that long (one device request each).
     pub(crate) fn for_runs(pool: &'pool BufferPool) -> Submission<'pool> {
+        Submission::submitting_every(pool, crate::io::MAX_RUN_PAGES)
+    }
+
+    fn submitting_every(pool: &'pool BufferPool, submit_every: usize) -> Submission<'pool> {
         Submission {
             pool,
             reads: Vec::new(),
-            submit_every: RUN_SUBMIT_EVERY,
+            submit_every,
         }
     }
 }
@@ -116,10 +116,6 @@ impl Drop for Submission<'_> {
 /// for the rest of the batch: the device starts on the first ones while
 /// the rest are claimed.
 const SUBMIT_EVERY: usize = 32;
-
-/// [`SUBMIT_EVERY`] for pages in order: the most the io_uring engine reads
-/// as one request (4 MiB).
-pub(crate) const RUN_SUBMIT_EVERY: usize = crate::io::MAX_RUN_PAGES;
 
 /// Where a page of a batch stands.
 pub(crate) enum Poll<'pool> {
@@ -333,18 +329,12 @@ impl BufferPool {
         // up instead, and submits before it waits.) Submitting whenever
         // the free list is empty would cut a scan's runs to one page: a
         // file larger than the pool empties it for good.
-        let frame_id = if wait {
-            match self.take_free_frame_now(slot)? {
-                Some(frame_id) => frame_id,
-                None => {
-                    submission.flush();
-                    self.take_free_frame(slot)?
-                }
-            }
-        } else {
-            match self.take_free_frame_now(slot)? {
-                Some(frame_id) => frame_id,
-                None => return Ok(Begun::NoFrame),
+        let frame_id = match self.take_free_frame_now(slot)? {
+            Some(frame_id) => frame_id,
+            None if !wait => return Ok(Begun::NoFrame),
+            None => {
+                submission.flush();
+                self.take_free_frame(slot)?
             }
         };
         let Some(claim_version) = self.claim_frame(frame_id, page_id, slot) else {

@@ -12,14 +12,14 @@
 
 use std::ops::{ControlFlow, Range};
 
-use super::batch::{Begun, Submission, RUN_SUBMIT_EVERY};
+use super::batch::{Begun, Submission};
 use crate::access::PageRef;
 use crate::error::{Error, Result};
 use crate::page::{FileId, PageId};
 use crate::pool::BufferPool;
 
 /// Pages of one run of reads (what a submission for runs holds).
-const RUN_PAGES: u64 = RUN_SUBMIT_EVERY as u64;
+const RUN_PAGES: u64 = crate::io::MAX_RUN_PAGES as u64;
 
 impl BufferPool {
     /// Reads pages `pages` of `file_id` in order under shared latches,

@@ -112,21 +112,14 @@ impl BufferPool {
                 page_count: MAX_PAGES_PER_FILE,
             });
         }
-        let mut old_count = file.page_count.load(Ordering::Acquire);
-        loop {
-            if page_count <= old_count {
-                return Ok(());
-            }
-            match file.page_count.compare_exchange(
-                old_count,
-                page_count,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => old_count = now,
-            }
-        }
+        let extended = file
+            .page_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+                (page_count > count).then_some(page_count)
+            });
+        let Ok(old_count) = extended else {
+            return Ok(()); // Already that long.
+        };
         // Pages `old_count..page_count` are the extension's: no allocation
         // hands them out. The last one is written (as zeros) to give the
         // file its length.
