@@ -177,3 +177,187 @@ pub(crate) struct ReadSpan(
     #[allow(dead_code)]
     loom::cell::ConstPtr<()>,
 );
+
+/// Bulk relaxed loads of frame words: a copy and a sum, with vector loads
+/// where the hardware makes them word-atomic.
+///
+/// Rule 1 (docs/design.md) lets optimistic readers touch frame memory only
+/// through relaxed atomic loads of whole words, and the compiler never
+/// merges or vectorises atomic loads: a whole-page read that way is 510
+/// scalar loads. On x86-64 an aligned 16-byte SSE load is two naturally
+/// aligned quadword accesses at least (one 16-byte atomic access on every
+/// processor with AVX; Intel SDM vol. 3A §9.1.1, AMD APM vol. 2 §7.3.2),
+/// and a naturally aligned quadword access is atomic. So an inline-assembly
+/// block of such loads does exactly what a sequence of relaxed
+/// `AtomicU64::load`s of the same words does, which is what a Rust program
+/// may do with frame memory; the compiler sees only an opaque block that
+/// reads memory (it is ordered by the surrounding Acquire load and fence as
+/// any other read is). Under a model checker, and on other architectures,
+/// the words are loaded one by one.
+#[cfg(all(target_arch = "x86_64", not(any(loom, feature = "shuttle"))))]
+mod bulk {
+    use super::{FrameWord, Ordering};
+    use std::arch::asm;
+
+    /// Words per iteration of the vector loops: four 16-byte loads.
+    const BLOCK_WORDS: usize = 8;
+
+    /// Splits `words` into a head of at most one word (to reach a 16-byte
+    /// boundary), whole 64-byte blocks, and a tail.
+    #[inline]
+    fn split(words: &[FrameWord]) -> (&[FrameWord], &[FrameWord], &[FrameWord]) {
+        let misaligned = !(words.as_ptr() as usize).is_multiple_of(16);
+        let (head, rest) = words.split_at(usize::from(misaligned).min(words.len()));
+        let (body, tail) = rest.split_at(rest.len() / BLOCK_WORDS * BLOCK_WORDS);
+        debug_assert!((body.as_ptr() as usize).is_multiple_of(16) || body.is_empty());
+        (head, body, tail)
+    }
+
+    #[inline]
+    fn scalar_sum(words: &[FrameWord]) -> u64 {
+        words.iter().fold(0u64, |sum, word| {
+            sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)))
+        })
+    }
+
+    /// The wrapping sum of `words` as little-endian `u64`s.
+    pub(crate) fn sum_words(words: &[FrameWord]) -> u64 {
+        let (head, body, tail) = split(words);
+        let edges = scalar_sum(head).wrapping_add(scalar_sum(tail));
+        let blocks = body.len() / BLOCK_WORDS;
+        if blocks == 0 {
+            return edges;
+        }
+        let body_sum: u64;
+        // SAFETY: `body` is `blocks * 64` bytes of live frame words starting
+        // on a 16-byte boundary (`split`), so every `paddq` memory operand
+        // is an aligned 16-byte load inside it (the legacy SSE encoding
+        // faults on a misaligned one; none is). The block only reads that
+        // memory (`readonly`), as word-atomic loads (module docs), and
+        // writes only its declared registers; it does not touch the stack.
+        // x86-64 is little-endian, so the lanes add the words' values.
+        unsafe {
+            asm!(
+                "pxor {a}, {a}",
+                "pxor {b}, {b}",
+                "pxor {c}, {c}",
+                "pxor {d}, {d}",
+                "2:",
+                "paddq {a}, xmmword ptr [{p}]",
+                "paddq {b}, xmmword ptr [{p} + 16]",
+                "paddq {c}, xmmword ptr [{p} + 32]",
+                "paddq {d}, xmmword ptr [{p} + 48]",
+                "add {p}, 64",
+                "dec {n}",
+                "jnz 2b",
+                "paddq {a}, {b}",
+                "paddq {c}, {d}",
+                "paddq {a}, {c}",
+                "movq {s}, {a}",
+                "punpckhqdq {a}, {a}",
+                "movq {t}, {a}",
+                "add {s}, {t}",
+                p = inout(reg) body.as_ptr() => _,
+                n = inout(reg) blocks => _,
+                s = out(reg) body_sum,
+                t = out(reg) _,
+                a = out(xmm_reg) _,
+                b = out(xmm_reg) _,
+                c = out(xmm_reg) _,
+                d = out(xmm_reg) _,
+                options(readonly, nostack),
+            );
+        }
+        edges.wrapping_add(body_sum)
+    }
+
+    /// Copies `words` into `out` (`8 * words.len()` bytes), each word's
+    /// bytes in memory order.
+    pub(crate) fn load_words(words: &[FrameWord], out: &mut [u8]) {
+        assert_eq!(out.len(), words.len() * 8, "load_words: lengths differ");
+        let (head, body, tail) = split(words);
+        let (out_head, rest) = out.split_at_mut(head.len() * 8);
+        let (out_body, out_tail) = rest.split_at_mut(body.len() * 8);
+        scalar_copy(head, out_head);
+        scalar_copy(tail, out_tail);
+        let blocks = body.len() / BLOCK_WORDS;
+        if blocks == 0 {
+            return;
+        }
+        // SAFETY: `body` is `blocks * 64` bytes of live frame words starting
+        // on a 16-byte boundary (`split`): every `movdqa` is an aligned
+        // 16-byte load inside it, word-atomic (module docs). `out_body` is
+        // the same length (the assertion and the splits above), borrowed
+        // mutably here, so the unaligned `movdqu` stores write only bytes
+        // this function owns. Only the declared registers are written; the
+        // stack is not touched.
+        unsafe {
+            asm!(
+                "2:",
+                "movdqa {a}, xmmword ptr [{p}]",
+                "movdqa {b}, xmmword ptr [{p} + 16]",
+                "movdqa {c}, xmmword ptr [{p} + 32]",
+                "movdqa {d}, xmmword ptr [{p} + 48]",
+                "movdqu xmmword ptr [{q}], {a}",
+                "movdqu xmmword ptr [{q} + 16], {b}",
+                "movdqu xmmword ptr [{q} + 32], {c}",
+                "movdqu xmmword ptr [{q} + 48], {d}",
+                "add {p}, 64",
+                "add {q}, 64",
+                "dec {n}",
+                "jnz 2b",
+                p = inout(reg) body.as_ptr() => _,
+                q = inout(reg) out_body.as_mut_ptr() => _,
+                n = inout(reg) blocks => _,
+                a = out(xmm_reg) _,
+                b = out(xmm_reg) _,
+                c = out(xmm_reg) _,
+                d = out(xmm_reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    fn scalar_copy(words: &[FrameWord], out: &mut [u8]) {
+        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+    }
+}
+
+/// Word by word where there is no vector path (a model checker's atomics,
+/// another architecture): the same results.
+#[cfg(not(all(target_arch = "x86_64", not(any(loom, feature = "shuttle")))))]
+mod bulk {
+    use super::{FrameWord, Ordering};
+
+    /// The wrapping sum of `words` as little-endian `u64`s.
+    pub(crate) fn sum_words(words: &[FrameWord]) -> u64 {
+        // Eight independent sums: one running sum would chain every
+        // addition and make the scan latency-bound.
+        const LANES: usize = 8;
+        let chunks = words.chunks_exact(LANES);
+        let tail = chunks.remainder().iter().fold(0u64, |sum, word| {
+            sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)))
+        });
+        let mut sums = [0u64; LANES];
+        for chunk in chunks {
+            for (sum, word) in sums.iter_mut().zip(chunk) {
+                *sum = sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)));
+            }
+        }
+        sums.iter()
+            .fold(tail, |total, &sum| total.wrapping_add(sum))
+    }
+
+    /// Copies `words` into `out` (`8 * words.len()` bytes), each word's
+    /// bytes in memory order.
+    pub(crate) fn load_words(words: &[FrameWord], out: &mut [u8]) {
+        assert_eq!(out.len(), words.len() * 8, "load_words: lengths differ");
+        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+    }
+}
+
+pub(crate) use bulk::{load_words, sum_words};

@@ -7,7 +7,10 @@
 //! the page's data area and total: no byte pattern makes it panic.
 
 use crate::page::{LSN_OFFSET, PAGE_DATA_SIZE};
-use crate::sync::{FrameWord as AtomicU64, Ordering};
+use crate::sync::{load_words, sum_words, FrameWord as AtomicU64, Ordering};
+
+/// Copies of at least this many whole words use the vector loads.
+const BULK_MIN_WORDS: usize = 8;
 
 /// An access fell outside the page's data area
 /// ([`PAGE_DATA_SIZE`](crate::PAGE_DATA_SIZE) bytes).
@@ -52,10 +55,20 @@ pub(crate) fn check(offset: usize, len: usize) -> Result<(), OutOfBounds> {
 /// Copies `out.len()` bytes starting at `offset` (in bounds) out of `words`.
 pub(crate) fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
     if offset.is_multiple_of(8) {
-        // Word-aligned (a record, a value): one load and one 8-byte store
-        // per word, then the tail.
+        // Word-aligned (a record, a value, a node): whole words, then the
+        // tail. A long copy goes through the vector loads of
+        // `sync::load_words`; a short one is a load and a store per word.
         let first = offset / 8;
         let full = out.len() / 8;
+        if full >= BULK_MIN_WORDS {
+            load_words(&words[first..first + full], &mut out[..full * 8]);
+            let tail = &mut out[full * 8..];
+            if !tail.is_empty() {
+                let word = words[first + full].load(Ordering::Relaxed).to_ne_bytes();
+                tail.copy_from_slice(&word[..tail.len()]);
+            }
+            return;
+        }
         let mut chunks = out.chunks_exact_mut(8);
         for (chunk, word) in (&mut chunks).zip(&words[first..]) {
             chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
@@ -185,24 +198,7 @@ impl<'a> OptimisticView<'a> {
     /// partial word counted as its zero-padded value); a whole-page scan
     /// in one call.
     pub fn sum_u64(&self) -> u64 {
-        // Eight independent sums: one running sum would chain 510 additions
-        // (a cycle each) and make the scan latency-bound; these overlap,
-        // so the scan runs at the core's load rate.
-        const LANES: usize = 8;
-        let words = &self.words[..PAGE_DATA_SIZE / 8];
-        let chunks = words.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        let mut sums = [0u64; LANES];
-        for chunk in chunks {
-            for (sum, word) in sums.iter_mut().zip(chunk) {
-                *sum = sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)));
-            }
-        }
-        let tail = rest.iter().fold(0u64, |sum, word| {
-            sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)))
-        });
-        sums.iter()
-            .fold(tail, |total, &sum| total.wrapping_add(sum))
+        sum_words(&self.words[..PAGE_DATA_SIZE / 8])
     }
 
     /// The page's LSN.
@@ -311,5 +307,55 @@ mod tests {
             OptimisticView::new(&words).sum_u64(),
             (PAGE_DATA_SIZE / 8) as u64
         );
+    }
+
+    /// A page of distinct, irregular words (every byte differs from its
+    /// neighbours), so a misplaced or dropped word changes the result.
+    fn patterned_words() -> Vec<AtomicU64> {
+        (0..PAGE_WORDS as u64)
+            .map(|i| AtomicU64::new((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 56)))
+            .collect()
+    }
+
+    #[test]
+    fn bulk_loads_equal_word_by_word_loads_at_every_start_and_length() {
+        let words = patterned_words();
+        let plain: Vec<u64> = words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        // Starts 0 and 1 cover both 16-byte phases of the vector loops.
+        for start in 0..4 {
+            for len in (0..40).chain([PAGE_WORDS - start - 1, PAGE_WORDS - start]) {
+                let src = &words[start..start + len];
+                let expected = plain[start..start + len]
+                    .iter()
+                    .fold(0u64, |sum, &w| sum.wrapping_add(u64::from_le(w)));
+                assert_eq!(sum_words(src), expected, "sum, start {start} len {len}");
+                let mut out = vec![0u8; len * 8];
+                load_words(src, &mut out);
+                let bytes: Vec<u8> = plain[start..start + len]
+                    .iter()
+                    .flat_map(|w| w.to_ne_bytes())
+                    .collect();
+                assert_eq!(out, bytes, "copy, start {start} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_copies_equal_short_ones_at_every_offset() {
+        let words = patterned_words();
+        let view = OptimisticView::new(&words);
+        for offset in [0, 8, 16, 24, 40, 3, 9, PAGE_DATA_SIZE - 200] {
+            for len in [63, 64, 65, 100, 200, 513] {
+                if offset + len > PAGE_DATA_SIZE {
+                    continue;
+                }
+                let mut long = vec![0u8; len];
+                view.copy_to(offset, &mut long).unwrap();
+                let short: Vec<u8> = (offset..offset + len)
+                    .map(|at| view.load_u8(at).unwrap())
+                    .collect();
+                assert_eq!(long, short, "offset {offset} len {len}");
+            }
+        }
     }
 }

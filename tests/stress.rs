@@ -85,6 +85,7 @@ fn worker(shared: &Shared, seed: u64, max_ops: u64, use_pin: bool) -> u64 {
         let page_id = PageId::new(shared.file, page_no);
         let seen = match rng.below(100) {
             0..=44 => {
+                // A whole-page copy (the vector loads of `copy_to`).
                 let image = shared
                     .pool
                     .optimistic(page_id, |view| {
@@ -129,7 +130,12 @@ fn worker(shared: &Shared, seed: u64, max_ops: u64, use_pin: bool) -> u64 {
                     .pool
                     .optimistic(page_id, |view| {
                         let seq = view.load_u64(0).unwrap();
-                        (0..WORDS).all(|i| view.load_u64(i * 8) == Ok(word(page_no, seq, i)))
+                        let words_ok =
+                            (0..WORDS).all(|i| view.load_u64(i * 8) == Ok(word(page_no, seq, i)));
+                        // The vector-load sum, racing the same writers.
+                        let sum =
+                            (0..WORDS).fold(0u64, |sum, i| sum.wrapping_add(word(page_no, seq, i)));
+                        words_ok && view.sum_u64() == sum
                     })
                     .unwrap();
                 assert!(ok, "validated optimistic scan saw a broken page {page_no}");
