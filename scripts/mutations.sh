@@ -51,26 +51,52 @@ checker_base() {
     esac
 }
 
+# Seeds a checker's target directory (`$2`) with what the main build
+# already compiled (`target/$1`) so that the first mutation does not build
+# every dependency again: artifacts and fingerprints, not the incremental
+# caches nor the test executables.
+# The scratch crate's own files are extracted with fresh times (below), so
+# cargo rebuilds the workspace's crates from them whatever was copied.
+seed() {
+    local from="$root/target/$1" to="$2"
+    if [ -d "$to" ] || [ ! -d "$from" ]; then return 0; fi
+    mkdir -p "$to"
+    (cd "$from" && find . -path ./incremental -prune -o -type f \
+        ! \( -path './deps/*' ! -name '*.*' \) -print0 |
+        tar --null -T - -cf - | tar -C "$to" -xf -)
+}
+seed debug "$work/target-std/debug"
+seed release "$work/target-std/release"
+seed loom/release "$work/target-loom/release"
+
 if [ $# -gt 0 ] && [ ! -f "$root/tests/mutations/$1.patch" ]; then
     echo "no planted bug named $1" >&2
     exit 2
 fi
+# Each mutation changes a few lines of one crate: incremental release
+# builds recompile only what they touch (dependencies are never
+# incremental, so the seeded ones stay fresh).
+incremental=(CARGO_PROFILE_RELEASE_INCREMENTAL=true)
 survivors=()
 for patch in "$root"/tests/mutations/*.patch; do
     name=$(basename "$patch" .patch)
     if [ $# -gt 0 ] && [ "$1" != "$name" ]; then continue; fi
     checkers=$(sed -n 's/^caught-by: //p' "$patch")
     rm -rf "$scratch" && mkdir -p "$scratch"
-    tar -C "$root" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$scratch" -xf -
+    # `-m`: every file gets the time of extraction, later than any artifact
+    # of an earlier mutation, so nothing stale is reused (a file an earlier
+    # patch changed comes back with its old time, which cargo would
+    # otherwise take for "unchanged since that build").
+    tar -C "$root" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$scratch" -xmf -
     patch -s -p1 -d "$scratch" < "$patch"
     for checker in $checkers; do
         cmd=$(checker_command "$checker")
         log="$work/$name.$checker.log"
         started=$(date +%s)
         if [[ "$checker" == loom-* ]]; then
-            env_vars=(RUSTFLAGS="$loom_flags" CARGO_TARGET_DIR="$work/target-loom")
+            env_vars=(RUSTFLAGS="$loom_flags" CARGO_TARGET_DIR="$work/target-loom" "${incremental[@]}")
         else
-            env_vars=(CARGO_TARGET_DIR="$work/target-std")
+            env_vars=(CARGO_TARGET_DIR="$work/target-std" "${incremental[@]}")
         fi
         set +e
         (cd "$scratch" && env "${env_vars[@]}" timeout 900 $cmd) > "$log" 2>&1

@@ -9,7 +9,17 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "workspace tests (debug)"
-cargo test --workspace
+# cargo-nextest (on every machine of this project's kind) runs the test
+# binaries side by side, one process per test; doc tests (compile-fail
+# examples among them) are not nextest's, so cargo runs them after.
+# Without nextest, plain `cargo test` runs the same tests one binary at a
+# time.
+if cargo nextest --version > /dev/null 2>&1; then
+    cargo nextest run --workspace
+    cargo test --workspace --doc
+else
+    cargo test --workspace
+fi
 
 step "the metrics feature"
 cargo test --features metrics --test metrics
