@@ -372,7 +372,9 @@ pub fn targets(results: &[RunResult]) -> Vec<Target> {
             true,
         );
     }
-    for (imp, bound) in [("pagepool-shared", 0.9), ("pagepool", 0.85)] {
+    // Issue 12 set one bound for both scans against the honest `raw`
+    // (0.9 for the shared scan was the first suite's, against the slow one).
+    for (imp, bound) in [("pagepool-shared", 0.85), ("pagepool", 0.85)] {
         push(
             format!("hot-scan 2 thr: {imp} / raw"),
             ratio(ops(imp, "hot-scan", 2), ops("raw", "hot-scan", 2)),
