@@ -196,7 +196,7 @@ pub(crate) struct ReadSpan(
 /// the words are loaded one by one.
 #[cfg(all(target_arch = "x86_64", not(any(loom, feature = "shuttle"))))]
 mod bulk {
-    use super::{FrameWord, Ordering};
+    use super::{scalar_copy, scalar_sum, FrameWord};
     use std::arch::asm;
 
     /// Words per iteration of the vector loops: four 16-byte loads.
@@ -211,13 +211,6 @@ mod bulk {
         let (body, tail) = rest.split_at(rest.len() / BLOCK_WORDS * BLOCK_WORDS);
         debug_assert!((body.as_ptr() as usize).is_multiple_of(16) || body.is_empty());
         (head, body, tail)
-    }
-
-    #[inline]
-    fn scalar_sum(words: &[FrameWord]) -> u64 {
-        words.iter().fold(0u64, |sum, word| {
-            sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)))
-        })
     }
 
     /// The wrapping sum of `words` as little-endian `u64`s.
@@ -317,19 +310,13 @@ mod bulk {
             );
         }
     }
-
-    fn scalar_copy(words: &[FrameWord], out: &mut [u8]) {
-        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-        }
-    }
 }
 
 /// Word by word where there is no vector path (a model checker's atomics,
 /// another architecture): the same results.
 #[cfg(not(all(target_arch = "x86_64", not(any(loom, feature = "shuttle")))))]
 mod bulk {
-    use super::{FrameWord, Ordering};
+    use super::{scalar_copy, scalar_sum, FrameWord, Ordering};
 
     /// The wrapping sum of `words` as little-endian `u64`s.
     pub(crate) fn sum_words(words: &[FrameWord]) -> u64 {
@@ -337,9 +324,7 @@ mod bulk {
         // addition and make the scan latency-bound.
         const LANES: usize = 8;
         let chunks = words.chunks_exact(LANES);
-        let tail = chunks.remainder().iter().fold(0u64, |sum, word| {
-            sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)))
-        });
+        let tail = scalar_sum(chunks.remainder());
         let mut sums = [0u64; LANES];
         for chunk in chunks {
             for (sum, word) in sums.iter_mut().zip(chunk) {
@@ -354,9 +339,23 @@ mod bulk {
     /// bytes in memory order.
     pub(crate) fn load_words(words: &[FrameWord], out: &mut [u8]) {
         assert_eq!(out.len(), words.len() * 8, "load_words: lengths differ");
-        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-        }
+        scalar_copy(words, out);
+    }
+}
+
+/// The wrapping sum of `words` as little-endian `u64`s, one load at a time.
+#[inline]
+fn scalar_sum(words: &[FrameWord]) -> u64 {
+    words.iter().fold(0u64, |sum, word| {
+        sum.wrapping_add(u64::from_le(word.load(Ordering::Relaxed)))
+    })
+}
+
+/// Copies `words` into `out`, one load and one 8-byte store per word.
+#[inline]
+fn scalar_copy(words: &[FrameWord], out: &mut [u8]) {
+    for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
     }
 }
 
