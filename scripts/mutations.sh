@@ -39,6 +39,7 @@ checker_base() {
         metrics) echo "cargo test --features metrics --test metrics" ;;
         bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;
         liveness) echo "cargo test --test liveness" ;;
+        stress) echo "cargo test --release --test stress" ;;
         durability) echo "cargo test --test durability" ;;
         loom-latch) echo "cargo test -p loom-tests --release --test latch" ;;
         loom-parking) echo "cargo test -p loom-tests --release --test parking" ;;
