@@ -48,6 +48,7 @@
 //! | `unlock_shared`       | count ≥ 1                                    | count − 1 (WAITERS cleared at 0)             | Release |
 //! | `try_lock_exclusive`  | no EXCL, no FREE, count 0                    | EXCL, MARK and PENDING cleared, then fence(Release) | Acquire |
 //! | `unlock_exclusive`    | EXCL                                         | version + 1, DIRTY if written, WAITERS cleared | Release |
+//! | `unlock_exclusive_unlogged` | EXCL (taken by `try_upgrade_optimistic`) | version + 1, DIRTY as it was, WAITERS cleared; gives the new state | Release |
 //! | `downgrade_clean`     | EXCL                                         | count 1, version + 1, DIRTY and WAITERS cleared | Release |
 //! | `try_upgrade_optimistic` | version v, no EXCL/FREE, count 0 (flags may differ) | EXCL, MARK and PENDING cleared, then fence(Release) | Acquire |
 //! | `try_share_optimistic` | version v, no EXCL/FREE/PENDING, count < MAX | count + 1, MARK cleared                      | Acquire |
@@ -362,6 +363,17 @@ impl PageLatch {
         self.release_exclusive(|state| bump_version(state & !(EXCL | WAITERS)) | dirty)
     }
 
+    /// Releases an exclusive latch taken by `try_upgrade_optimistic` for a
+    /// store the file need not see (a frame hint): as `unlock_exclusive`
+    /// without a write (version + 1, `DIRTY` as it was), and it also gives
+    /// the state it stored, from which the caller's optimistic read goes on
+    /// (nothing but the caller's own store happened under its `EXCL`), and
+    /// whether waiters must be woken.
+    #[must_use]
+    pub(crate) fn unlock_exclusive_unlogged(&self) -> (u64, bool) {
+        self.release_exclusive_to(|state| bump_version(state & !(EXCL | WAITERS)))
+    }
+
     /// Turns the exclusive latch into one shared latch and clears `DIRTY`
     /// (the caller is about to write the page back and holds off writers).
     /// Advances the version: the caller may have stamped the trailer.
@@ -549,16 +561,23 @@ impl PageLatch {
 
     #[inline]
     fn release_exclusive(&self, next_of: impl Fn(u64) -> u64) -> bool {
+        self.release_exclusive_to(next_of).1
+    }
+
+    /// [`release_exclusive`](Self::release_exclusive) that also gives the
+    /// state it stored.
+    fn release_exclusive_to(&self, next_of: impl Fn(u64) -> u64) -> (u64, bool) {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             debug_assert!(state & EXCL != 0 && shared_count(state) == 0, "{state:#x}");
+            let next = next_of(state);
             match self.state.compare_exchange_weak(
                 state,
-                next_of(state),
+                next,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return state & WAITERS != 0,
+                Ok(_) => return (next, state & WAITERS != 0),
                 Err(actual) => state = actual,
             }
         }

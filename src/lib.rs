@@ -24,7 +24,7 @@ mod undo;
 mod view;
 mod writeback;
 
-pub use access::{OlcError, OptimisticGuard, PageMut, PageRef, Restart, ThreadPin};
+pub use access::{FrameHint, OlcError, OptimisticGuard, PageMut, PageRef, Restart, ThreadPin};
 pub use access::{OwnedPageMut, OwnedPageRef, ReadFuture, WriteFuture};
 pub use config::{PoolConfig, WalFlush, WalHook, WriterConfig, MAX_FRAMES};
 pub use error::{Error, Result};

@@ -227,6 +227,19 @@ pub(crate) fn checksum(page: &[u8], page_no: u64) -> u32 {
     crc32c::crc32c_append(crc, &page_no.to_le_bytes())
 }
 
+/// The trailer word (little-endian in the page) of a page whose checksum
+/// is `crc`: the checksum, then the magic.
+pub(crate) fn trailer_word(crc: u32) -> u64 {
+    u64::from(crc) | (u64::from(u32::from_le_bytes(MAGIC)) << 32)
+}
+
+/// Stamps the checksum and magic of `page` (an image outside the pool's
+/// frames) into its trailer, for page `page_no`.
+pub(crate) fn stamp_image(page: &mut [u8], page_no: u64) {
+    let word = trailer_word(checksum(page, page_no));
+    page[CHECKSUM_OFFSET..CHECKSUM_OFFSET + 8].copy_from_slice(&word.to_le_bytes());
+}
+
 /// Checks a page image as loaded from disk.
 pub(crate) fn check_page(page: &[u8], page_no: u64) -> PageCheck {
     debug_assert_eq!(page.len(), PAGE_SIZE);

@@ -376,3 +376,190 @@ fn coupled_reads_see_a_child_consistent_with_its_parent() {
         });
     });
 }
+
+/// A right hint starts the child on its frame without the page table (no
+/// table hit is counted differently, so the proof is the frame: the
+/// child's guard names the hinted frame, and the hit counter still moves).
+#[test]
+fn a_right_frame_hint_starts_the_child_on_that_frame() {
+    let (pool, _, pages) = pool_with(8, 3);
+    let pin = pool.pin_thread();
+    let hint = pin.optimistic_guard(pages[1]).unwrap().frame_hint();
+    let parent = pin.optimistic_guard(pages[0]).unwrap();
+    let child = parent.child_hinted(pages[1], hint).unwrap();
+    assert_eq!(child.frame_hint(), hint);
+    assert_eq!(child.page_id(), pages[1]);
+    assert_eq!(child.view().load_u64(0).unwrap(), 1);
+    assert_eq!(child.finish(()), Ok(()));
+    parent.check().unwrap();
+    // The writer's guard names the same frame.
+    assert_eq!(pool.write(pages[1]).unwrap().frame_hint(), hint);
+    assert_eq!(pool.read(pages[1]).unwrap().frame_hint(), hint);
+}
+
+/// Every wrong hint (out of range, NONE, another page's frame, the frame
+/// of a page that was evicted and reloaded elsewhere) gives the right page
+/// through the table: a wrong hint is slow, never wrong.
+#[test]
+fn a_wrong_frame_hint_falls_back_to_the_table() {
+    let (pool, _, pages) = pool_with(4, 12);
+    pool.flush_all().unwrap();
+    let pin = pool.pin_thread();
+    let other = pin.optimistic_guard(pages[2]).unwrap().frame_hint();
+    let stale = pin.optimistic_guard(pages[1]).unwrap().frame_hint();
+    for hint in [
+        pagepool::FrameHint::NONE,
+        pagepool::FrameHint::from_bits(4),
+        pagepool::FrameHint::from_bits(u32::MAX - 1),
+        other,
+    ] {
+        let parent = pin.optimistic_guard(pages[0]).unwrap();
+        let child = parent.child_hinted(pages[1], hint).unwrap();
+        assert_eq!(child.page_id(), pages[1]);
+        assert_eq!(child.view().load_u64(0).unwrap(), 1, "{hint:?}");
+        assert_eq!(child.frame_hint(), stale);
+        child.finish(()).unwrap();
+    }
+    // Page 1 leaves; its old frame holds another page (or nothing). The
+    // stale hint gives page 1 (loaded again, at the restart) and the
+    // frame it is in now.
+    push_out(&pool, &pages[4..]);
+    let mut found = None;
+    for _ in 0..4 {
+        let parent = pin.optimistic_guard(pages[0]).unwrap();
+        match parent.child_hinted(pages[1], stale) {
+            Ok(child) => {
+                assert_eq!(child.view().load_u64(0).unwrap(), 1);
+                found = Some(child.frame_hint());
+                child.finish(()).unwrap();
+                break;
+            }
+            Err(OlcError::Restart) => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let fresh = found.expect("the child loads within a few restarts");
+    let parent = pin.optimistic_guard(pages[0]).unwrap();
+    assert_eq!(
+        parent.child_hinted(pages[1], fresh).unwrap().frame_hint(),
+        fresh
+    );
+}
+
+/// A hinted child is coupled like any other: a parent changed before the
+/// child starts restarts the step, the child is not read.
+#[test]
+fn a_hinted_child_checks_the_parent() {
+    let (pool, _, pages) = pool_with(8, 2);
+    let pin = pool.pin_thread();
+    let hint = pin.optimistic_guard(pages[1]).unwrap().frame_hint();
+    let parent = pin.optimistic_guard(pages[0]).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| pool.write(pages[0]).unwrap().store_u64(0, 5).unwrap());
+    });
+    restart(parent.child_hinted(pages[1], hint));
+}
+
+/// `store_frame_hint` stores the bits without making the page dirty,
+/// and the guard goes on validating from the new version; it refuses
+/// (stores nothing) when the page changed or a latch is held.
+#[test]
+fn store_frame_hint_is_unlogged_and_needs_an_unchanged_page() {
+    let (pool, _, pages) = pool_with(8, 2);
+    pool.flush_all().unwrap();
+    assert_eq!(pool.stats().dirty_frames, 0);
+    let pin = pool.pin_thread();
+    let mut guard = pin.optimistic_guard(pages[0]).unwrap();
+    let hint = pagepool::FrameHint::from_bits(0x0102_0304);
+    assert_eq!(guard.store_frame_hint(16, hint), Ok(true));
+    assert_eq!(guard.view().load_u32(16).unwrap(), 0x0102_0304);
+    guard.check().unwrap();
+    assert_eq!(guard.finish(()), Ok(()));
+    assert_eq!(pool.stats().dirty_frames, 0, "a hint store is unlogged");
+    let writes = pool.stats().io_writes;
+    pool.flush_all().unwrap();
+    assert_eq!(pool.stats().io_writes, writes);
+    // A reader started before the store fails validation: the store moved
+    // the version.
+    let before = pin.optimistic_guard(pages[0]).unwrap();
+    let mut guard = pin.optimistic_guard(pages[0]).unwrap();
+    assert_eq!(
+        guard.store_frame_hint(16, pagepool::FrameHint::from_bits(9)),
+        Ok(true)
+    );
+    assert_eq!(before.check(), Err(Restart));
+    guard.check().unwrap();
+    drop((before, guard));
+    // Out of bounds: an error, nothing stored.
+    let mut guard = pin.optimistic_guard(pages[0]).unwrap();
+    assert!(guard.store_frame_hint(4094, hint).is_err());
+    // Changed since the guard began: refused, the bytes are the writer's.
+    std::thread::scope(|s| {
+        s.spawn(|| pool.write(pages[0]).unwrap().store_u32(16, 77).unwrap());
+    });
+    assert_eq!(guard.store_frame_hint(16, hint), Ok(false));
+    assert_eq!(guard.check(), Err(Restart));
+    assert_eq!(pool.read(pages[0]).unwrap()[16..20], 77u32.to_le_bytes());
+    drop(guard);
+    // A shared latch held elsewhere: refused, and the guard still holds.
+    let mut guard = pin.optimistic_guard(pages[0]).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let (pool, page_id) = (&pool, pages[0]);
+        s.spawn(move || {
+            let page = pool.read(page_id).unwrap();
+            tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            drop(page);
+        });
+        rx.recv().unwrap();
+        assert_eq!(guard.store_frame_hint(16, hint), Ok(false));
+        done_tx.send(()).unwrap();
+    });
+    guard.check().unwrap();
+    assert_eq!(pool.read(pages[0]).unwrap()[16..20], 77u32.to_le_bytes());
+    // A dirty page stays dirty across a hint store.
+    drop(guard);
+    let dirty = pool.stats().dirty_frames;
+    assert!(dirty >= 1);
+    let mut guard = pin.optimistic_guard(pages[0]).unwrap();
+    assert_eq!(guard.store_frame_hint(20, hint), Ok(true));
+    drop(guard);
+    assert_eq!(pool.stats().dirty_frames, dirty);
+    drop(pin);
+    pool.flush_all().unwrap();
+    assert_eq!(pool.stats().dirty_frames, 0);
+}
+
+/// A clean page whose frame took a hint store after it was written, and
+/// that leaves the pool before the file is synced, comes back intact: the
+/// image the pool keeps of an unsynced page is stamped again (it differs
+/// from what was written by the hint's bytes).
+#[test]
+fn a_hinted_clean_page_evicted_before_the_sync_comes_back_intact() {
+    let (pool, _, pages) = pool_with(4, 12);
+    // Page 0 is written back by eviction (no sync), then read again.
+    push_out(&pool, &pages[4..]);
+    let pin = pool.pin_thread();
+    for _ in 0..4 {
+        match pin.optimistic_guard(pages[0]) {
+            Ok(mut guard) => {
+                assert_eq!(
+                    guard.store_frame_hint(16, pagepool::FrameHint::from_bits(5)),
+                    Ok(true)
+                );
+                guard.finish(()).unwrap();
+                break;
+            }
+            Err(OlcError::Restart) => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(pool.stats().io_syncs, 0, "the write-back is not synced yet");
+    drop(pin);
+    push_out(&pool, &pages[4..]);
+    let page = pool.read(pages[0]).unwrap();
+    assert_eq!(page[16..20], 5u32.to_le_bytes());
+    assert_eq!(page[..8], 0u64.to_le_bytes());
+}

@@ -3,6 +3,7 @@
 //! | type                 | holds                       | gives                         | file                  |
 //! |----------------------|-----------------------------|-------------------------------|-----------------------|
 //! | [`OptimisticGuard`]  | the epoch pin, a version    | an `OptimisticView`, `check`  | `optimistic_guard.rs` |
+//! | [`FrameHint`]        | nothing (a frame's number)  | a child's guard without the page table | `frame_hint.rs` |
 //! | [`PageRef`]          | a shared latch              | `&[u8]` of the frame          | `guards.rs`           |
 //! | [`PageMut`]          | the exclusive latch         | atomic stores, `&[u8]`        | `guards.rs`           |
 //! | [`ThreadPin`]        | the thread's session pin    | the calls above, fence-free   | `guards.rs`           |
@@ -22,12 +23,14 @@
 //! | exclusive → shared      | `PageMut::downgrade`          | never (publishes the writes)                |
 //! | none → shared/exclusive | `ThreadPin::try_read`/`try_write` | it would wait for a latch or for I/O    |
 
+mod frame_hint;
 mod future;
 mod guards;
 mod optimistic_guard;
 mod owned;
 mod upgrade;
 
+pub use frame_hint::FrameHint;
 pub use future::{ReadFuture, WriteFuture};
 pub use guards::{PageMut, PageRef, ThreadPin};
 pub use optimistic_guard::{OlcError, OptimisticGuard, Restart};

@@ -141,7 +141,7 @@ const MAX_START_ATTEMPTS: u32 = 64;
 
 /// Cache lines of a page a starting guard prefetches: what a tree node
 /// keeps first (a header and search hints) is read next.
-const GUARD_PREFETCH_LINES: usize = 8;
+pub(super) const GUARD_PREFETCH_LINES: usize = 8;
 
 /// An open optimistic read of one page; see the module docs.
 ///
@@ -167,17 +167,18 @@ const GUARD_PREFETCH_LINES: usize = 8;
 /// ```
 #[must_use = "a guard validates nothing until it is checked or finished"]
 pub struct OptimisticGuard<'pool> {
-    pool: &'pool BufferPool,
-    slot: Rc<ThreadSlot>,
-    frame_id: FrameId,
-    page_id: PageId,
-    /// The state word when the guard started: no `EXCL`, no `FREE`.
-    begin: u64,
+    pub(super) pool: &'pool BufferPool,
+    pub(super) slot: Rc<ThreadSlot>,
+    pub(super) frame_id: FrameId,
+    pub(super) page_id: PageId,
+    /// The state word when the guard started (or when its own hint store
+    /// ended, `frame_hint.rs`): no `EXCL`, no `FREE`.
+    pub(super) begin: u64,
     /// Declares the guard's reads of the frame to loom (nothing otherwise).
     /// Before `_pin`, so the read ends before the pin does.
-    _span: ReadSpan,
+    pub(super) _span: ReadSpan,
     /// Keeps the frame from being recycled while the view can be read.
-    _pin: Guard,
+    pub(super) _pin: Guard,
 }
 
 impl std::fmt::Debug for OptimisticGuard<'_> {
@@ -325,23 +326,7 @@ impl BufferPool {
                 continue;
             }
             match begun {
-                Ok(begin) => {
-                    // An access: the clock's second chance (writes only if
-                    // the mark is set, so a hot node's start stays
-                    // read-only).
-                    meta.latch.clear_mark(begin);
-                    slot.stats.bump(Counter::Hits);
-                    slot.optimistic_guards.set(slot.optimistic_guards.get() + 1);
-                    return Ok(OptimisticGuard {
-                        pool: self,
-                        slot: Rc::clone(slot),
-                        frame_id,
-                        page_id,
-                        begin,
-                        _span: meta.access.begin_read(),
-                        _pin: pin,
-                    });
-                }
+                Ok(begin) => return Ok(self.begun_guard(slot, frame_id, page_id, begin, pin)),
                 Err(Blocked::Free) => exact = true,
                 Err(_) => {
                     if slot.held.holds(frame_id) == Some(GuardKind::Exclusive) {
@@ -359,6 +344,35 @@ impl BufferPool {
         }
         slot.stats.bump(Counter::Restarts);
         Err(OlcError::Restart)
+    }
+
+    /// The guard of an optimistic read of `page_id` begun at `begin` on
+    /// `frame_id` (whose page id the caller checked after the begin), with
+    /// the pin taken before the begin.
+    #[inline]
+    pub(super) fn begun_guard(
+        &self,
+        slot: &Rc<ThreadSlot>,
+        frame_id: FrameId,
+        page_id: PageId,
+        begin: u64,
+        pin: Guard,
+    ) -> OptimisticGuard<'_> {
+        let meta = self.frames.meta(frame_id);
+        // An access: the clock's second chance (writes only if the mark is
+        // set, so a hot node's start stays read-only).
+        meta.latch.clear_mark(begin);
+        slot.stats.bump(Counter::Hits);
+        slot.optimistic_guards.set(slot.optimistic_guards.get() + 1);
+        OptimisticGuard {
+            pool: self,
+            slot: Rc::clone(slot),
+            frame_id,
+            page_id,
+            begin,
+            _span: meta.access.begin_read(),
+            _pin: pin,
+        }
     }
 
     /// A guard could not start on `page_id` without blocking. With another

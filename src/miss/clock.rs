@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::frames::FrameId;
 use crate::held::GuardKind;
 use crate::latch::{ClockVisit, DIRTY};
-use crate::page::PageId;
+use crate::page::{stamp_image, PageId};
 use crate::pool::BufferPool;
 use crate::stats::{Counter, Report};
 use crate::sync::{pause, Ordering};
@@ -177,8 +177,14 @@ impl BufferPool {
         // while the image is copied.
         unsafe {
             self.frames.with_bytes(frame_id, |bytes| {
-                file.sync
-                    .retain_if_unsynced(page_no, |image| image.copy_from_slice(bytes))
+                file.sync.retain_if_unsynced(page_no, |image| {
+                    image.copy_from_slice(bytes);
+                    // A clean frame may differ from what was written by
+                    // unlogged stores (frame hints, `access/frame_hint.rs`)
+                    // made after its stamp: the image is stamped again so
+                    // that it checks as the page it is.
+                    stamp_image(image, page_no);
+                })
             })
         };
         Ok(())

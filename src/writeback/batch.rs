@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::frames::FrameId;
 use crate::io::{Engine, FrameIo};
 use crate::latch::{DIRTY, EXCL, MARK};
-use crate::page::{checksum, PageId, CHECKSUM_OFFSET, MAGIC, PAGE_SIZE};
+use crate::page::{checksum, trailer_word, PageId, CHECKSUM_OFFSET, PAGE_SIZE};
 use crate::pool::{DataFile, PoolCore};
 use crate::stats::{Counter, Report};
 use crate::sync::Ordering;
@@ -179,7 +179,7 @@ impl PoolCore {
             self.frames
                 .with_bytes(frame_id, |bytes| checksum(bytes, page_id.page_no()))
         };
-        let trailer = u64::from(crc) | (u64::from(u32::from_le_bytes(MAGIC)) << 32);
+        let trailer = trailer_word(crc);
         self.frames.words(frame_id)[CHECKSUM_OFFSET / 8].store(trailer.to_le(), Ordering::Relaxed);
     }
 
