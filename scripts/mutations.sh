@@ -35,6 +35,7 @@ checker_base() {
         olc) echo "cargo test --test olc" ;;
         lifecycle) echo "cargo test --test lifecycle" ;;
         btree-shuttle) echo "cargo test -p pagepool-btree --release --features shuttle --test shuttle_btree" ;;
+        btree-model) echo "cargo test -p pagepool-btree --test model" ;;
         unit) echo "cargo test --lib" ;;
         metrics) echo "cargo test --features metrics --test metrics" ;;
         bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;

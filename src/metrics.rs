@@ -109,7 +109,7 @@ mod enabled {
 
     type Row = (&'static str, u64, &'static str);
 
-    fn counters(s: &Stats) -> [Row; 20] {
+    fn counters(s: &Stats) -> [Row; 22] {
         [
             (
                 "pagepool_hits_total",
@@ -202,6 +202,16 @@ mod enabled {
                 "pagepool_loads_ended_total",
                 s.loads_ended,
                 "page loads that ended (read in, failed, or new)",
+            ),
+            (
+                "pagepool_frame_hint_misses_total",
+                s.frame_hint_misses,
+                "guards started from a frame hint that named another frame",
+            ),
+            (
+                "pagepool_frame_hint_stores_total",
+                s.frame_hint_stores,
+                "frame hints stored (unlogged)",
             ),
         ]
     }

@@ -59,6 +59,11 @@ pub struct Stats {
     /// no read): `misses` minus this is how many are in flight
     /// ([`Stats::loading_frames`]).
     pub loads_ended: u64,
+    /// Optimistic guards started from a [`FrameHint`](crate::FrameHint)
+    /// that did not name the page's frame (so through the page table).
+    pub frame_hint_misses: u64,
+    /// Frame hints stored by `store_frame_hint` (unlogged).
+    pub frame_hint_stores: u64,
     /// Gauge: frames holding a page (loaded, or being loaded).
     pub resident_frames: u64,
     /// Gauge: frames whose page differs from the file (not written back
@@ -159,9 +164,11 @@ pub(crate) enum Counter {
     WalFlushes,
     WriterPasses,
     LoadsEnded,
+    FrameHintMisses,
+    FrameHintStores,
 }
 
-const COUNTERS: usize = 20;
+const COUNTERS: usize = 22;
 
 /// One thread's counters. Only the owning thread writes them. Aligned to
 /// two cache lines (the adjacent-line prefetcher pairs lines) so that two
@@ -204,6 +211,8 @@ impl ThreadStats {
         total.wal_flushes += get(Counter::WalFlushes);
         total.writer_passes += get(Counter::WriterPasses);
         total.loads_ended += get(Counter::LoadsEnded);
+        total.frame_hint_misses += get(Counter::FrameHintMisses);
+        total.frame_hint_stores += get(Counter::FrameHintStores);
     }
 }
 

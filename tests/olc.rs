@@ -386,7 +386,9 @@ fn a_right_frame_hint_starts_the_child_on_that_frame() {
     let pin = pool.pin_thread();
     let hint = pin.optimistic_guard(pages[1]).unwrap().frame_hint();
     let parent = pin.optimistic_guard(pages[0]).unwrap();
+    let misses = pool.stats().frame_hint_misses;
     let child = parent.child_hinted(pages[1], hint).unwrap();
+    assert_eq!(pool.stats().frame_hint_misses, misses, "the hint was used");
     assert_eq!(child.frame_hint(), hint);
     assert_eq!(child.page_id(), pages[1]);
     assert_eq!(child.view().load_u64(0).unwrap(), 1);
@@ -414,7 +416,9 @@ fn a_wrong_frame_hint_falls_back_to_the_table() {
         other,
     ] {
         let parent = pin.optimistic_guard(pages[0]).unwrap();
+        let misses = pool.stats().frame_hint_misses;
         let child = parent.child_hinted(pages[1], hint).unwrap();
+        assert_eq!(pool.stats().frame_hint_misses, misses + 1);
         assert_eq!(child.page_id(), pages[1]);
         assert_eq!(child.view().load_u64(0).unwrap(), 1, "{hint:?}");
         assert_eq!(child.frame_hint(), stale);
@@ -472,6 +476,7 @@ fn store_frame_hint_is_unlogged_and_needs_an_unchanged_page() {
     let mut guard = pin.optimistic_guard(pages[0]).unwrap();
     let hint = pagepool::FrameHint::from_bits(0x0102_0304);
     assert_eq!(guard.store_frame_hint(16, hint), Ok(true));
+    assert_eq!(pool.stats().frame_hint_stores, 1);
     assert_eq!(guard.view().load_u32(16).unwrap(), 0x0102_0304);
     guard.check().unwrap();
     assert_eq!(guard.finish(()), Ok(()));

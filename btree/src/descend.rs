@@ -1,10 +1,10 @@
 //! The optimistic descent every operation starts with, the restart loop
 //! around it, and lookups.
 
-use pagepool::{OlcError, OptimisticGuard, PageId, Restart};
+use pagepool::{FrameHint, OlcError, OptimisticGuard, PageId, Restart};
 
 use crate::node::{self, Bytes, Head, Torn};
-use crate::{corrupt, BTreeError, Session, MAX_RESTARTS, ROOT_AT};
+use crate::{corrupt, BTreeError, Session, MAX_RESTARTS, ROOT_AT, ROOT_HINT_AT};
 
 /// Deeper than any tree of 2^64 entries with two children per node.
 const MAX_DEPTH: usize = 64;
@@ -109,7 +109,10 @@ impl<'pool> Session<'pool> {
     }
 
     /// Descends towards `key` (the first key `> key` with `exclusive`)
-    /// to the node at `level` (0: the leaf), coupling each step.
+    /// to the node at `level` (0: the leaf), coupling each step. Each
+    /// step starts on the frame the parent's hint names if it holds the
+    /// child (`node.rs`), and a stale hint is replaced by the child's
+    /// frame on the way (unlogged: a hint store does not dirty the page).
     pub(crate) fn descend(
         &self,
         key: &[u8],
@@ -117,12 +120,20 @@ impl<'pool> Session<'pool> {
         level: u8,
         want_fence: bool,
     ) -> StepResult<Descent<'pool>> {
-        let meta = self.pin.optimistic_guard(self.tree.meta)?;
-        let root = meta
-            .view()
-            .load_u64(ROOT_AT)
-            .map_err(|_| torn(&meta, "meta page"))?;
-        let mut node = meta.child(self.page(root))?;
+        let mut meta = self.pin.optimistic_guard(self.tree.meta)?;
+        let root = node::Child {
+            page_no: meta
+                .view()
+                .load_u64(ROOT_AT)
+                .map_err(|_| torn(&meta, "meta page"))?,
+            frame_hint: FrameHint::from_bits(
+                meta.view()
+                    .load_u32(ROOT_HINT_AT)
+                    .map_err(|_| torn(&meta, "meta page"))?,
+            ),
+            hint_at: ROOT_HINT_AT,
+        };
+        let mut node = self.step(&mut meta, root)?;
         let mut parent = meta;
         let mut position = 0;
         let mut fence: Option<Vec<u8>> = None;
@@ -152,13 +163,30 @@ impl<'pool> Session<'pool> {
             }
             let child =
                 node::child_at(view, head, index).map_err(|Torn| torn(&node, "bad child"))?;
-            let next = node.child(self.page(child))?;
+            let next = self.step(&mut node, child)?;
             above = Some(head.level);
             position = index;
             parent = node;
             node = next;
         }
         Err(torn(&node, "tree deeper than any tree can be"))
+    }
+
+    /// One step of a descent: the guard of `child` of `node` (coupled),
+    /// whose hint in `node` is brought up to date if it was stale.
+    #[inline]
+    fn step(
+        &self,
+        node: &mut OptimisticGuard<'pool>,
+        child: node::Child,
+    ) -> StepResult<OptimisticGuard<'pool>> {
+        let next = node.child_hinted(self.page(child.page_no), child.frame_hint)?;
+        if next.frame_hint() != child.frame_hint {
+            // Refused if the node changed or is latched: the next descent
+            // tries again. Either way `node` is as valid as it was.
+            let _ = node.store_frame_hint(child.hint_at, next.frame_hint());
+        }
+        Ok(next)
     }
 
     /// Finds `key` and copies its value into `out` (validated); false if

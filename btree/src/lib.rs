@@ -1,7 +1,7 @@
 //! A B+-tree on pagepool's optimistic guards.
 //!
 //! Keys and values are byte strings (a key up to [`MAX_KEY`] bytes, key
-//! plus value up to [`MAX_ENTRY`]: 512 and 968 bytes on 4 KiB pages),
+//! plus value up to [`MAX_ENTRY`]: 512 and 966 bytes on 4 KiB pages),
 //! ordered by their bytes. Nodes are pool pages (format in `node.rs`); the
 //! tree's root is named by a meta page, so a tree is found again after a
 //! reopen, and several trees share a pool and a file.
@@ -116,6 +116,8 @@ pub enum BTreeError {
 
 /// Offset of the root page number in the meta page.
 const ROOT_AT: usize = 8;
+/// Offset of the root's frame hint (`node.rs`) in the meta page.
+const ROOT_HINT_AT: usize = 32;
 /// Offset of the meta page's magic.
 const MAGIC_AT: usize = 16;
 const MAGIC: u64 = u64::from_le_bytes(*b"PGPBTREE");
@@ -124,7 +126,7 @@ const VERSION_AT: usize = 24;
 
 /// The version of the node format (`node.rs`) a tree's meta page records;
 /// [`BTree::open`] refuses another.
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = 4;
 
 /// A B+-tree: its pool and its meta page. Cheap to copy; share it between
 /// threads freely (each operation pins its own thread).
@@ -150,6 +152,9 @@ impl<'pool> BTree<'pool> {
             .map_err(pagepool::Error::from)?;
         meta_page
             .store_u64(ROOT_AT, root.page_no())
+            .map_err(pagepool::Error::from)?;
+        meta_page
+            .store_u32(ROOT_HINT_AT, root_page.frame_hint().to_bits())
             .map_err(pagepool::Error::from)?;
         meta_page
             .store_u64(MAGIC_AT, MAGIC)

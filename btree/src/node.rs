@@ -10,12 +10,20 @@
 //! | 2      | 2    | slot count                                                   |
 //! | 4      | 2    | heap start: the lowest byte of the entry heap                 |
 //! | 8      | 8    | inner: the rightmost child's page number ("upper")            |
-//! | 16     | 8 × 16 | search hints: the heads of 16 evenly spaced slots (below)  |
-//! | 144    | 16 × count | slots, sorted by key: entry offset (u16), key length (u16), value length (u16), 0 (u16), then the key's head: its first 8 bytes as a big-endian `u64`, zero-padded |
+//! | 16     | 4    | inner: the upper child's frame hint (then 4 bytes of 0)       |
+//! | 24     | 8 × 16 | search hints: the heads of 16 evenly spaced slots (below)  |
+//! | 152    | 16 × count | slots, sorted by key: entry offset (u16), key length (u16), then a leaf's value length (u16, then 0 as u16) or an inner node's child frame hint (u32), then the key's head: its first 8 bytes as a big-endian `u64`, zero-padded |
 //! | heap   |      | entries, key then value, packed from the end of the page down |
 //!
 //! A leaf's values are the caller's; an inner node's are 8-byte child page
-//! numbers. Inner entry `i` holds separator `k_i` and child `c_i`, which
+//! numbers, and each child's *frame hint* (`pagepool::FrameHint`: the
+//! frame the child was last seen in) lies in its slot, on the cache line
+//! the search for it has just read, so that a descent with a right hint
+//! goes from the node to the child's frame without the page table. A hint
+//! is never trusted (the pool checks it) and may be anything: a new child
+//! gets its frame when it is created, a reader that finds a hint stale
+//! stores the right one (`store_frame_hint`, which does not dirty the
+//! page), and every image stored carries the hints it read. Inner entry `i` holds separator `k_i` and child `c_i`, which
 //! covers the keys in `(k_{i-1}, k_i]`; `upper` covers the keys above the
 //! last separator. A split of a node keeps the lower half in place and
 //! moves the upper half to a new right sibling.
@@ -38,7 +46,7 @@
 
 use std::cmp::Ordering;
 
-use pagepool::{OptimisticView, PageMut, PAGE_DATA_SIZE};
+use pagepool::{FrameHint, OptimisticView, PageMut, PAGE_DATA_SIZE};
 
 /// A leaf node.
 pub(crate) const LEAF: u8 = 1;
@@ -48,10 +56,16 @@ pub(crate) const INNER: u8 = 2;
 pub(crate) const META: u8 = 3;
 
 const HINTS: usize = 16;
-const HINTS_AT: usize = 16;
+const HINTS_AT: usize = 24;
 const HEADER: usize = HINTS_AT + 8 * HINTS;
 const SLOT: usize = 16;
 const UPPER_AT: usize = 8;
+const UPPER_HINT_AT: usize = 16;
+/// Where a slot's third field (a leaf's value length, an inner node's
+/// child frame hint) lies in the slot.
+const SLOT_TAIL_AT: usize = 4;
+/// An inner node's value: a child page number.
+const CHILD: usize = 8;
 
 /// The most bytes of key plus value one entry may have: four of the
 /// largest entries fit in a node, so either half of a split has room for
@@ -60,11 +74,15 @@ pub const MAX_ENTRY: usize = (PAGE_DATA_SIZE - HEADER) / 4 - SLOT;
 /// The longest key: 512 bytes (less only under the model checker's small
 /// pages), so that an inner entry (key and child) is never larger than a
 /// leaf's largest.
-pub const MAX_KEY: usize = if MAX_ENTRY - 8 < 512 {
-    MAX_ENTRY - 8
+pub const MAX_KEY: usize = if MAX_ENTRY - CHILD < 512 {
+    MAX_ENTRY - CHILD
 } else {
     512
 };
+
+/// The bytes of an inner entry with the longest key: the room a node must
+/// have for a separator from below.
+pub(crate) const MAX_SEPARATOR_ENTRY: usize = MAX_KEY + CHILD;
 
 /// The node's bytes were not a node (an optimistic read saw a writer's
 /// half-done work, or the page was freed): validate to tell which.
@@ -117,6 +135,9 @@ pub(crate) struct Slot {
     pub(crate) offset: usize,
     pub(crate) key_len: usize,
     pub(crate) value_len: usize,
+    /// The slot's third field as stored: a leaf's value length, an inner
+    /// node's child frame hint.
+    tail: u32,
 }
 
 impl Slot {
@@ -170,10 +191,16 @@ pub(crate) fn slot(bytes: impl Bytes, head: Head, index: usize) -> Result<Slot, 
         return Err(Torn);
     }
     let word = bytes.u64_at(HEADER + SLOT * index)?;
+    let tail = (word >> 32) as u32;
     let slot = Slot {
         offset: word as u16 as usize,
         key_len: (word >> 16) as u16 as usize,
-        value_len: (word >> 32) as u16 as usize,
+        value_len: if head.is_leaf() {
+            tail as u16 as usize
+        } else {
+            CHILD
+        },
+        tail,
     };
     if slot.offset < head.heap_start || slot.offset + slot.size() > PAGE_DATA_SIZE {
         return Err(Torn);
@@ -314,18 +341,35 @@ fn hinted_range(bytes: impl Bytes, head: Head, key_head: u64) -> Result<(usize, 
     Ok((low, high.min(head.count)))
 }
 
-/// The child page number of an inner node at position `index` (`count`:
-/// the upper child).
+/// A child of an inner node, as read from it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Child {
+    pub(crate) page_no: u64,
+    pub(crate) frame_hint: FrameHint,
+    /// Where `frame_hint` lies in the node (for `store_frame_hint`).
+    pub(crate) hint_at: usize,
+}
+
+/// The child of an inner node at position `index` (`count`: the upper
+/// child).
 #[inline]
-pub(crate) fn child_at(bytes: impl Bytes, head: Head, index: usize) -> Result<u64, Torn> {
-    if index == head.count {
-        return bytes.u64_at(UPPER_AT);
-    }
-    let slot = slot(bytes, head, index)?;
-    if slot.value_len != 8 {
+pub(crate) fn child_at(bytes: impl Bytes, head: Head, index: usize) -> Result<Child, Torn> {
+    if head.is_leaf() {
         return Err(Torn);
     }
-    bytes.u64_at(slot.value_at())
+    if index == head.count {
+        return Ok(Child {
+            page_no: bytes.u64_at(UPPER_AT)?,
+            frame_hint: FrameHint::from_bits(bytes.u64_at(UPPER_HINT_AT)? as u32),
+            hint_at: UPPER_HINT_AT,
+        });
+    }
+    let slot = slot(bytes, head, index)?;
+    Ok(Child {
+        page_no: bytes.u64_at(slot.value_at())?,
+        frame_hint: FrameHint::from_bits(slot.tail),
+        hint_at: HEADER + SLOT * index + SLOT_TAIL_AT,
+    })
 }
 
 /// Copies the key of slot `index` into `out`.
@@ -369,10 +413,7 @@ impl Image {
         let image = Image { bytes };
         let head = head(image.view())?;
         for index in 0..head.count {
-            let slot = slot(image.view(), head, index)?;
-            if !head.is_leaf() && slot.value_len != 8 {
-                return Err(Torn);
-            }
+            slot(image.view(), head, index)?;
         }
         Ok(image)
     }
@@ -422,12 +463,16 @@ impl Image {
         self.bytes[..8].copy_from_slice(&word.to_le_bytes());
     }
 
-    pub(crate) fn upper(&self) -> u64 {
-        self.view().u64_at(UPPER_AT).expect("in bounds")
+    /// The upper child's page number and frame hint.
+    pub(crate) fn upper(&self) -> (u64, FrameHint) {
+        let child = self.child_at(self.head().count);
+        (child.page_no, child.frame_hint)
     }
 
-    pub(crate) fn set_upper(&mut self, page_no: u64) {
+    pub(crate) fn set_upper(&mut self, page_no: u64, hint: FrameHint) {
         self.bytes[UPPER_AT..UPPER_AT + 8].copy_from_slice(&page_no.to_le_bytes());
+        self.bytes[UPPER_HINT_AT..UPPER_HINT_AT + 8]
+            .copy_from_slice(&u64::from(hint.to_bits()).to_le_bytes());
     }
 
     pub(crate) fn slot(&self, index: usize) -> Slot {
@@ -444,7 +489,18 @@ impl Image {
         &self.bytes[slot.value_at()..slot.value_at() + slot.value_len]
     }
 
+    /// The page number of child `index` (`count`: the upper child).
     pub(crate) fn child(&self, index: usize) -> u64 {
+        self.child_at(index).page_no
+    }
+
+    /// The page number and frame hint of child `index`.
+    pub(crate) fn child_with_hint(&self, index: usize) -> (u64, FrameHint) {
+        let child = self.child_at(index);
+        (child.page_no, child.frame_hint)
+    }
+
+    fn child_at(&self, index: usize) -> Child {
         child_at(self.view(), self.head(), index).expect("an inner image's children are valid")
     }
 
@@ -476,9 +532,33 @@ impl Image {
         self.free_after_compaction() >= size + SLOT
     }
 
-    /// Inserts `key` → `value` at slot `index` (the caller searched);
-    /// false if it does not fit.
+    /// Inserts `key` → `value` at slot `index` of a leaf (the caller
+    /// searched); false if it does not fit.
     pub(crate) fn insert_at(&mut self, index: usize, key: &[u8], value: &[u8]) -> bool {
+        assert!(self.head().is_leaf(), "an inner entry is a child");
+        self.insert_entry(index, key, value, value.len() as u32)
+    }
+
+    /// Inserts separator `key` with child `page_no`, last seen in frame
+    /// `hint`, at slot `index` of an inner node; false if it does not fit.
+    pub(crate) fn insert_child(
+        &mut self,
+        index: usize,
+        key: &[u8],
+        page_no: u64,
+        hint: FrameHint,
+    ) -> bool {
+        assert!(!self.head().is_leaf(), "a leaf's values are the caller's");
+        self.insert_entry(index, key, &page_no.to_le_bytes(), hint.to_bits())
+    }
+
+    /// An entry as stored: key, value and the slot's third field.
+    fn entry(&self, index: usize) -> (Vec<u8>, Vec<u8>, u32) {
+        let tail = self.slot(index).tail;
+        (self.key(index).to_vec(), self.value(index).to_vec(), tail)
+    }
+
+    fn insert_entry(&mut self, index: usize, key: &[u8], value: &[u8], tail: u32) -> bool {
         let size = key.len() + value.len();
         if !self.fits(size) {
             return false;
@@ -494,7 +574,7 @@ impl Image {
         let at = HEADER + SLOT * index;
         let end = HEADER + SLOT * head.count;
         self.bytes.copy_within(at..end, at + SLOT);
-        let word = offset as u64 | (key.len() as u64) << 16 | (value.len() as u64) << 32;
+        let word = offset as u64 | (key.len() as u64) << 16 | u64::from(tail) << 32;
         self.bytes[at..at + 8].copy_from_slice(&word.to_le_bytes());
         self.bytes[at + 8..at + SLOT].copy_from_slice(&key_head(key).to_le_bytes());
         self.set_head(head.kind, head.level, head.count + 1, offset);
@@ -513,27 +593,28 @@ impl Image {
         self.set_head(head.kind, head.level, head.count - 1, head.heap_start);
     }
 
-    /// Sets the child of inner slot `index` (`count`: the upper child).
-    pub(crate) fn set_child(&mut self, index: usize, page_no: u64) {
+    /// Sets the child of inner slot `index` (`count`: the upper child)
+    /// and its frame hint.
+    pub(crate) fn set_child(&mut self, index: usize, page_no: u64, hint: FrameHint) {
         let head = self.head();
         if index == head.count {
-            return self.set_upper(page_no);
+            return self.set_upper(page_no, hint);
         }
         let at = self.slot(index).value_at();
         self.bytes[at..at + 8].copy_from_slice(&page_no.to_le_bytes());
+        let at = HEADER + SLOT * index + SLOT_TAIL_AT;
+        self.bytes[at..at + 4].copy_from_slice(&hint.to_bits().to_le_bytes());
     }
 
     /// Rewrites the heap without the bytes of removed entries.
     fn compact(&mut self) {
         let head = self.head();
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..head.count)
-            .map(|i| (self.key(i).to_vec(), self.value(i).to_vec()))
-            .collect();
-        let upper = self.upper();
+        let entries: Vec<_> = (0..head.count).map(|i| self.entry(i)).collect();
+        let upper = self.bytes[UPPER_AT..UPPER_AT + 16].to_vec();
         *self = Image::new(head.kind, head.level);
-        self.set_upper(upper);
-        for (index, (key, value)) in entries.iter().enumerate() {
-            let fitted = self.insert_at(index, key, value);
+        self.bytes[UPPER_AT..UPPER_AT + 16].copy_from_slice(&upper);
+        for (index, (key, value, tail)) in entries.iter().enumerate() {
+            let fitted = self.insert_entry(index, key, value, *tail);
             debug_assert!(fitted);
         }
     }
@@ -552,10 +633,7 @@ impl Image {
             middle += 1;
         }
         let middle = middle.max(1);
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..head.count)
-            .map(|i| (self.key(i).to_vec(), self.value(i).to_vec()))
-            .collect();
-        let upper = self.upper();
+        let entries: Vec<_> = (0..head.count).map(|i| self.entry(i)).collect();
         let mut left = Image::new(head.kind, head.level);
         let mut right = Image::new(head.kind, head.level);
         let separator;
@@ -563,32 +641,31 @@ impl Image {
             // Leaves: [0, middle) stay, [middle, count) move; the
             // separator is the left half's last key.
             separator = entries[middle - 1].0.clone();
-            for (i, (key, value)) in entries[..middle].iter().enumerate() {
-                left.insert_at(i, key, value);
-            }
-            for (i, (key, value)) in entries[middle..].iter().enumerate() {
-                right.insert_at(i, key, value);
-            }
+            left.insert_all(&entries[..middle]);
+            right.insert_all(&entries[middle..]);
         } else {
             // Inner: entry `middle` moves up; its child becomes the left
             // half's upper child.
             let middle = middle.min(head.count - 1);
             separator = entries[middle].0.clone();
-            for (i, (key, value)) in entries[..middle].iter().enumerate() {
-                left.insert_at(i, key, value);
-            }
-            left.set_upper(u64::from_le_bytes(
-                entries[middle].1[..8]
-                    .try_into()
-                    .expect("a child is 8 bytes"),
-            ));
-            for (i, (key, value)) in entries[middle + 1..].iter().enumerate() {
-                right.insert_at(i, key, value);
-            }
-            right.set_upper(upper);
+            let moved_up = self.child_at(middle);
+            let (upper, upper_hint) = self.upper();
+            left.insert_all(&entries[..middle]);
+            left.set_upper(moved_up.page_no, moved_up.frame_hint);
+            right.insert_all(&entries[middle + 1..]);
+            right.set_upper(upper, upper_hint);
         }
         *self = left;
         (separator, right)
+    }
+
+    /// Appends `entries` (as [`entry`](Self::entry) gives them, in order)
+    /// to an empty node that has room for them.
+    fn insert_all(&mut self, entries: &[(Vec<u8>, Vec<u8>, u32)]) {
+        for (index, (key, value, tail)) in entries.iter().enumerate() {
+            let fitted = self.insert_entry(index, key, value, *tail);
+            debug_assert!(fitted, "half of a node fits a node");
+        }
     }
 }
 
@@ -658,7 +735,12 @@ mod tests {
                     k.extend_from_slice(b"-tail-beyond-eight");
                 }
                 let (index, _) = node.search(&k, false);
-                if !node.insert_at(index, &k, &[0u8; 8]) {
+                let fitted = if kind == LEAF {
+                    node.insert_at(index, &k, &[0u8; 8])
+                } else {
+                    node.insert_child(index, &k, 0, FrameHint::NONE)
+                };
+                if !fitted {
                     break;
                 }
                 n += 1;
@@ -694,19 +776,66 @@ mod tests {
         assert!(right.key(0) > &separator[..]);
         assert!(leaf.fits(MAX_ENTRY) && right.fits(MAX_ENTRY));
 
+        // Inner nodes: each child keeps its frame hint through the split
+        // (and through the compactions of the inserts).
         let mut inner = Image::new(INNER, 1);
+        let hint = |n: u32| FrameHint::from_bits(n * 7 + 1);
         let mut n = 0u32;
-        while inner.insert_at(n as usize, &key(n), &u64::from(n).to_le_bytes()) {
+        while inner.insert_child(n as usize, &key(n), u64::from(n), hint(n)) {
             n += 1;
         }
-        inner.set_upper(9_999);
+        inner.set_upper(9_999, hint(9_999));
         let (separator, right) = inner.split();
         let (lh, rh) = (inner.head(), right.head());
         assert_eq!(lh.count + rh.count + 1, n as usize);
         let middle = u32::from_be_bytes(separator[..].try_into().unwrap());
-        assert_eq!(inner.upper(), u64::from(middle));
-        assert_eq!(right.upper(), 9_999);
+        assert_eq!(inner.upper(), (u64::from(middle), hint(middle)));
+        assert_eq!(right.upper(), (9_999, hint(9_999)));
         assert!(right.key(0) > &separator[..]);
+        for (node, first) in [(&inner, 0), (&right, middle + 1)] {
+            for i in 0..node.head().count {
+                let n = first + i as u32;
+                assert_eq!(node.child_with_hint(i), (u64::from(n), hint(n)));
+                let child = child_at(node.view(), node.head(), i).unwrap();
+                let at = child.hint_at;
+                assert_eq!(node.view()[at..at + 4], hint(n).to_bits().to_le_bytes());
+            }
+        }
+        // set_child rewrites both.
+        inner.set_child(1, 77, hint(77));
+        assert_eq!(inner.child_with_hint(1), (77, hint(77)));
+        assert_eq!(inner.child_with_hint(0), (0, hint(0)));
+    }
+
+    /// A compaction (inserts after removals) keeps every child's hint
+    /// with its child, the upper one included.
+    #[test]
+    fn compaction_keeps_children_with_their_hints() {
+        let mut inner = Image::new(INNER, 1);
+        let hint = |n: u64| FrameHint::from_bits(n as u32 ^ 0x5a5a);
+        inner.set_upper(u64::MAX >> 20, hint(3));
+        let mut n = 0u64;
+        while inner.insert_child(n as usize, &key(n as u32), n, hint(n)) {
+            n += 1;
+        }
+        for i in (0..inner.head().count).rev().step_by(2) {
+            inner.remove_at(i);
+        }
+        let mut m = 100_000u64;
+        loop {
+            let k = key(m as u32);
+            let (index, _) = inner.search(&k, false);
+            if !inner.insert_child(index, &k, m, hint(m)) {
+                break;
+            }
+            m += 1;
+        }
+        assert!(m > 100_001, "the removals made room");
+        for i in 0..inner.head().count {
+            let (page_no, frame_hint) = inner.child_with_hint(i);
+            assert_eq!(frame_hint, hint(page_no));
+        }
+        assert_eq!(inner.upper(), (u64::MAX >> 20, hint(3)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use pagepool::PageMut;
 
 use crate::descend::{Descent, Step, StepResult};
 use crate::node::{self, Image, Torn};
-use crate::{corrupt, BTreeError, Session, ROOT_AT};
+use crate::{corrupt, BTreeError, Session, ROOT_AT, ROOT_HINT_AT};
 
 /// What an insert attempt found.
 enum Inserted {
@@ -93,7 +93,11 @@ impl Session<'_> {
     /// `size` bytes (a separator's, above the leaves) does not fit it.
     fn try_split(&self, key: &[u8], level: u8, size: usize) -> StepResult<Split> {
         let descent = self.descend(key, false, level, false)?;
-        let size = if level == 0 { size } else { node::MAX_KEY + 8 };
+        let size = if level == 0 {
+            size
+        } else {
+            node::MAX_SEPARATOR_ENTRY
+        };
         let is_root = descent.parent.page_id() == self.tree.meta;
         let position = descent.position;
         let mut parent = descent.parent.upgrade()?;
@@ -106,7 +110,7 @@ impl Session<'_> {
             return self.split_root(&mut parent, &mut node, left);
         }
         let mut above = image(&parent)?;
-        if !above.fits(node::MAX_KEY + 8) {
+        if !above.fits(node::MAX_SEPARATOR_ENTRY) {
             return Ok(Split::ParentFull);
         }
         if above.child(position) != node.page_id().page_no() {
@@ -121,11 +125,12 @@ impl Session<'_> {
         store(&mut left, &mut node)?;
         // The pointer that named the node now names its right half; the
         // left half (still the node's page) goes in before it.
-        above.set_child(position, right_id.page_no());
-        let fitted = above.insert_at(
+        above.set_child(position, right_id.page_no(), right_page.frame_hint());
+        let fitted = above.insert_child(
             position,
             &separator,
-            &node.page_id().page_no().to_le_bytes(),
+            node.page_id().page_no(),
+            node.frame_hint(),
         );
         debug_assert!(fitted, "room was checked");
         store(&mut above, &mut parent)?;
@@ -146,12 +151,13 @@ impl Session<'_> {
         let (right_id, mut right_page) = self.tree.pool.allocate(file)?;
         let (new_root_id, mut new_root_page) = self.tree.pool.allocate(file)?;
         let mut new_root = Image::new(node::INNER, level + 1);
-        new_root.insert_at(0, &separator, &root.page_id().page_no().to_le_bytes());
-        new_root.set_upper(right_id.page_no());
+        new_root.insert_child(0, &separator, root.page_id().page_no(), root.frame_hint());
+        new_root.set_upper(right_id.page_no(), right_page.frame_hint());
         store(&mut right, &mut right_page)?;
         store(&mut new_root, &mut new_root_page)?;
         store(&mut left, root)?;
         meta.store_u64(ROOT_AT, new_root_id.page_no())
+            .and_then(|()| meta.store_u32(ROOT_HINT_AT, new_root_page.frame_hint().to_bits()))
             .map_err(|e| Step::Fail(pagepool::Error::from(e).into()))?;
         Ok(Split::Done)
     }
@@ -211,9 +217,9 @@ impl Session<'_> {
             above.remove_at(position);
         } else {
             // The upper child goes; the last entry's child takes its place.
-            let last = above.child(count - 1);
+            let last = above.child_with_hint(count - 1);
             above.remove_at(count - 1);
-            above.set_upper(last);
+            above.set_upper(last.0, last.1);
         }
         store(&mut above, &mut parent)?;
         Ok(())

@@ -230,3 +230,52 @@ fn oversized_keys_and_entries_are_errors() {
     assert_eq!(tree.range(b"").count(), 200);
     assert!(!tree.remove(&long_key).unwrap());
 }
+
+/// Descents follow the frame hints the tree keeps beside its child
+/// pointers: with the whole tree resident, a second pass of lookups
+/// misses no hint and stores none. In a new pool over the same file every
+/// page is in another frame than the hints say: the first pass stores the
+/// right ones (unlogged: nothing becomes dirty), and the next misses none.
+#[test]
+fn descents_follow_frame_hints_and_refresh_stale_ones() {
+    let storage = Arc::new(MemoryStorage::new());
+    let mut rng = Rng(0x51ed_2701);
+    let mut model = BTreeMap::new();
+    let meta = {
+        let (pool, file) = open(&storage, 1024);
+        let tree = BTree::create(&pool, file).unwrap();
+        for _ in 0..6_000 {
+            let (k, v) = (key(&mut rng, 1_000_000), value(&mut rng));
+            tree.insert(&k, &v).unwrap();
+            model.insert(k, v);
+        }
+        check_equal(&tree, &model);
+        let before = pool.stats();
+        check_equal(&tree, &model);
+        let after = pool.stats();
+        assert_eq!(after.frame_hint_misses, before.frame_hint_misses);
+        assert_eq!(after.frame_hint_stores, before.frame_hint_stores);
+        pool.flush_all().unwrap();
+        tree.meta_page()
+    };
+    let (pool, file) = open(&storage, 1024);
+    // Load the pages in another order than they were created: leaves
+    // first (a scan from the end would do as well; this reads every page).
+    let tree = BTree::open(&pool, pagepool::PageId::new(file, meta.page_no())).unwrap();
+    let pages = pool.page_count(file).unwrap();
+    for page_no in (1..pages).rev() {
+        drop(pool.read(pagepool::PageId::new(file, page_no)).unwrap());
+    }
+    let start = pool.stats();
+    check_equal(&tree, &model);
+    let first = pool.stats();
+    assert!(
+        first.frame_hint_stores > start.frame_hint_stores,
+        "stale hints were refreshed"
+    );
+    assert_eq!(first.dirty_frames, 0, "hint stores dirty nothing");
+    check_equal(&tree, &model);
+    let second = pool.stats();
+    assert_eq!(second.frame_hint_misses, first.frame_hint_misses);
+    assert_eq!(second.frame_hint_stores, first.frame_hint_stores);
+}

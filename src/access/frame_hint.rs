@@ -66,6 +66,7 @@
 //! like any other.
 
 use crate::page::PageId;
+use crate::stats::Counter;
 use crate::view::{check, store_bytes, OutOfBounds};
 
 use super::{OlcError, OptimisticGuard, PageMut, PageRef};
@@ -128,7 +129,10 @@ impl<'pool> OptimisticGuard<'pool> {
         self.check()?;
         let guard = match self.start_at_hint(child, hint) {
             Some(guard) => guard,
-            None => self.pool.start_optimistic_guard(child, &self.slot)?,
+            None => {
+                self.slot.stats.bump(Counter::FrameHintMisses);
+                self.pool.start_optimistic_guard(child, &self.slot)?
+            }
         };
         self.check()?;
         Ok(guard)
@@ -183,6 +187,7 @@ impl<'pool> OptimisticGuard<'pool> {
         meta.access
             .write(|| store_bytes(frames.words(self.frame_id), offset, &bytes));
         let (state, wake) = meta.latch.unlock_exclusive_unlogged();
+        self.slot.stats.bump(Counter::FrameHintStores);
         if wake {
             self.pool.queues.wake(self.frame_id);
         }
