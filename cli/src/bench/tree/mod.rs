@@ -20,8 +20,9 @@
 //! `btreemap-rwlock` is loaded in memory before each run. Each run opens
 //! the store fresh (pool or cache of `--pool-mib`) after dropping the
 //! kernel's cache of its file, warms it (pagepool: its file's pages read
-//! in order until the pool is full; the others: a scan until the cache is
-//! full or the tree is read), then times `--seconds`. Rows count operations
+//! in order until the pool is full, then, if the tree is all resident, a
+//! scan of it, which refreshes the frame hints; the others: a scan until
+//! the cache is full or the tree is read), then times `--seconds`. Rows count operations
 //! (lookups, scans, inserts), not pages; `pages/op` is the pool's page
 //! accesses per operation.
 

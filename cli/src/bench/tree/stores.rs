@@ -90,7 +90,11 @@ impl Store for PagepoolTree {
 
     /// Reads the file's pages in file order (two threads), as many as the
     /// pool holds: sequential reads fill it far sooner than a walk of the
-    /// tree, whose nodes lie in allocation order.
+    /// tree, whose nodes lie in allocation order. Then, if the whole tree
+    /// is resident, one scan of it: its descents (one per leaf) store the
+    /// frame hints of this pool in place of the loading pool's, as a
+    /// running engine's lookups would over time (unlogged, so nothing is
+    /// written).
     fn warm(&self) -> Result<bool> {
         const READERS: u64 = 2;
         let file = self.meta.file_id();
@@ -117,6 +121,11 @@ impl Store for PagepoolTree {
                     .map_err(|_| crate::error::Error::msg("a warm-up reader panicked"))?
             })
         })?;
+        if pages == self.pool.page_count(file)? {
+            for entry in self.tree().range(b"") {
+                entry?;
+            }
+        }
         Ok(true)
     }
 }
