@@ -208,8 +208,10 @@ impl PoolCore {
             unreachable!("an in-flight frame {frame_id} holds no page");
         };
         let claim_version = version(meta.latch.load());
-        // However the load ends (a panic too), it is counted as ended.
-        let _ended = Undo::new(|| slot.stats.bump(Counter::LoadsEnded));
+        // However the load ends (a panic too), it is counted as ended, and
+        // before the page is published: a thread that reads the page and
+        // then the stats sees no load in flight for it.
+        let ended = Undo::new(|| slot.stats.bump(Counter::LoadsEnded));
         let failed = Undo::new(|| {
             let error = Error::Read {
                 page_id,
@@ -223,6 +225,7 @@ impl PoolCore {
         });
         failed.disarm();
         self.metrics.load_ended(frame_id);
+        drop(ended);
         match result {
             Ok(()) => self.publish_read(frame_id, claim_version),
             Err(error) => self.fail_load(frame_id, page_id, claim_version, error, &slot),
