@@ -33,6 +33,23 @@ fn push_out(pool: &BufferPool, others: &[PageId]) {
     }
 }
 
+/// Runs `f` while another thread holds a shared latch on `page_id`.
+fn while_read_elsewhere(pool: &BufferPool, page_id: PageId, f: impl FnOnce()) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let page = pool.read(page_id).unwrap();
+            tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            drop(page);
+        });
+        rx.recv().unwrap();
+        f();
+        done_tx.send(()).unwrap();
+    });
+}
+
 fn restart<T: std::fmt::Debug>(result: Result<T, OlcError>) {
     assert!(
         matches!(result, Err(OlcError::Restart)),
@@ -180,19 +197,8 @@ fn upgrade_succeeds_only_on_an_unchanged_unheld_page() {
     assert_eq!(guard.upgrade().err(), Some(Restart));
     // A shared holder on another thread: no exclusive latch, no waiting.
     let guard = pin.optimistic_guard(pages[0]).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        let (pool, page_id) = (&pool, pages[0]);
-        s.spawn(move || {
-            let page = pool.read(page_id).unwrap();
-            tx.send(()).unwrap();
-            done_rx.recv().unwrap();
-            drop(page);
-        });
-        rx.recv().unwrap();
+    while_read_elsewhere(&pool, pages[0], || {
         assert_eq!(guard.upgrade().err(), Some(Restart));
-        done_tx.send(()).unwrap();
     });
     assert_eq!(
         pool.optimistic(pages[0], |v| v.load_u64(0)).unwrap(),
@@ -508,19 +514,8 @@ fn store_frame_hint_is_unlogged_and_needs_an_unchanged_page() {
     drop(guard);
     // A shared latch held elsewhere: refused, and the guard still holds.
     let mut guard = pin.optimistic_guard(pages[0]).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        let (pool, page_id) = (&pool, pages[0]);
-        s.spawn(move || {
-            let page = pool.read(page_id).unwrap();
-            tx.send(()).unwrap();
-            done_rx.recv().unwrap();
-            drop(page);
-        });
-        rx.recv().unwrap();
+    while_read_elsewhere(&pool, pages[0], || {
         assert_eq!(guard.store_frame_hint(16, hint), Ok(false));
-        done_tx.send(()).unwrap();
     });
     guard.check().unwrap();
     assert_eq!(pool.read(pages[0]).unwrap()[16..20], 77u32.to_le_bytes());
