@@ -126,16 +126,13 @@ impl<'pool> OptimisticGuard<'pool> {
         child: PageId,
         hint: FrameHint,
     ) -> Result<OptimisticGuard<'pool>, OlcError> {
-        self.check()?;
-        let guard = match self.start_at_hint(child, hint) {
-            Some(guard) => guard,
+        self.couple(|| match self.start_at_hint(child, hint) {
+            Some(guard) => Ok(guard),
             None => {
                 self.slot.stats.bump(Counter::FrameHintMisses);
-                self.pool.start_optimistic_guard(child, &self.slot)?
+                self.pool.start_optimistic_guard(child, &self.slot)
             }
-        };
-        self.check()?;
-        Ok(guard)
+        })
     }
 
     /// A guard on `page_id` at the frame `hint` names, if the frame holds

@@ -237,8 +237,24 @@ impl<'pool> OptimisticGuard<'pool> {
     /// returns [`OlcError::Restart`] (module docs).
     #[inline]
     pub fn child(&self, child: PageId) -> Result<OptimisticGuard<'pool>, OlcError> {
+        self.couple(|| self.pool.start_optimistic_guard(child, &self.slot))
+    }
+
+    /// The coupling step every child start goes through ([`child`],
+    /// [`child_hinted`]): validate this guard, `start` the child's guard
+    /// (which records its version), validate this guard again. The first
+    /// check keeps a torn id from being looked up, the second a child the
+    /// writer has moved on from (unlinked, split away) from validating.
+    ///
+    /// [`child`]: Self::child
+    /// [`child_hinted`]: Self::child_hinted
+    #[inline]
+    pub(super) fn couple(
+        &self,
+        start: impl FnOnce() -> Result<OptimisticGuard<'pool>, OlcError>,
+    ) -> Result<OptimisticGuard<'pool>, OlcError> {
         self.check()?;
-        let guard = self.pool.start_optimistic_guard(child, &self.slot)?;
+        let guard = start()?;
         self.check()?;
         Ok(guard)
     }
