@@ -6,8 +6,12 @@
 //! inline; the rare bucket that holds more keeps the rest in an overflow
 //! list of immutable, epoch-reclaimed entries, kept beside the buckets so
 //! that the array a hit touches stays small (32 bytes per frame) and stays
-//! in cache. A hit is one cache line here, after which the frame's state
-//! word and its data are fetched in parallel.
+//! in cache. In front of the buckets, a direct-mapped array indexed by
+//! page number ([`direct`], 16 bytes per frame) answers most lookups
+//! from a line that neighbouring pages share, and the buckets are read
+//! only when it has no word for the page. A hit is one cache line here,
+//! after which the frame's state word and its data are fetched in
+//! parallel.
 //!
 //! ```text
 //! Bucket (64 bytes, std build):
@@ -21,7 +25,9 @@
 //!
 //! # Protocol
 //!
-//! - **Lookup** (no lock, epoch-pinned): compare every slot's page id
+//! - **Lookup** (no lock, epoch-pinned): the direct map's word, if it
+//!   names a frame for the page (its answers are hints of the same kind:
+//!   `table/direct.rs`); otherwise compare every slot's page id
 //!   (`Acquire`), pick the one that matches without a branch per slot, and
 //!   read its frame. If none does and `overflow_len` is non-zero, walk the
 //!   list with `Acquire` loads. The answer is a **hint**: a slot may be
@@ -30,15 +36,18 @@
 //!   meanwhile. Every caller checks the frame's own page id and state word
 //!   under its latch or optimistic validation; a miss is settled by
 //!   `insert`, which is exact, and a caller whose hint named a frame
-//!   holding another page looks again with `lookup_exact` (under the
-//!   bucket's lock), so it cannot keep reading the same stale slot.
+//!   holding another page looks again with `lookup_exact` (the buckets
+//!   alone, under the bucket's lock), so it cannot keep reading the same
+//!   stale slot or word.
 //! - **Insert / remove** take the bucket's writer mutex (never held across
 //!   I/O). Insert fills a vacant slot (frame first, then the page id with
 //!   `Release`), or pushes a fully initialised entry at the head of the
 //!   list with a `Release` store and then counts it. Remove vacates the
 //!   slot (`Release`), or unlinks the entry with a `Release` store of its
 //!   successor, uncounts it, and hands it to the epoch: it is freed only
-//!   when no pinned reader can still be walking over it.
+//!   when no pinned reader can still be walking over it. Under the same
+//!   lock, an insert then points the page's direct word at the frame, and
+//!   a remove empties the word if it still names the removed mapping.
 //!
 //! # Invariants
 //!
@@ -54,7 +63,11 @@
 //! 6. `overflow_len` is the length of the bucket's list whenever the writer
 //!    lock is free.
 
+mod direct;
+
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
+
+use direct::DirectMap;
 
 use crate::frames::FrameId;
 use crate::page::PageId;
@@ -105,6 +118,8 @@ pub(crate) struct PageTable {
     overflow: Box<[Atomic<Entry>]>,
     /// The writer lock of each bucket (same index).
     writers: Box<[Mutex<()>]>,
+    /// The direct-mapped hints read before the buckets (`table/direct.rs`).
+    direct: DirectMap,
 }
 
 impl std::fmt::Debug for PageTable {
@@ -131,6 +146,7 @@ impl PageTable {
             }),
             overflow: (0..bucket_count).map(|_| Atomic::null()).collect(),
             writers: (0..bucket_count).map(|_| Mutex::new(())).collect(),
+            direct: DirectMap::new(frame_count),
         }
     }
 
@@ -146,6 +162,16 @@ impl PageTable {
     /// module docs). Lock-free.
     #[inline]
     pub(crate) fn lookup(&self, page_id: PageId, guard: &Guard) -> Option<FrameId> {
+        if let Some(frame_id) = self.direct.get(page_id) {
+            return Some(frame_id);
+        }
+        self.lookup_buckets(page_id, guard)
+    }
+
+    /// The buckets' answer for `page_id` (a hint unless the caller holds
+    /// the bucket's writer lock, where it is exact).
+    #[inline]
+    fn lookup_buckets(&self, page_id: PageId, guard: &Guard) -> Option<FrameId> {
         let index = self.index(page_id);
         let bucket = &self.buckets[index];
         let raw = page_id.raw();
@@ -196,7 +222,7 @@ impl PageTable {
     /// principle, keep reading the same stale slot.
     pub(crate) fn lookup_exact(&self, page_id: PageId, guard: &Guard) -> Option<FrameId> {
         let _writer = lock(&self.writers[self.index(page_id)]);
-        self.lookup(page_id, guard)
+        self.lookup_buckets(page_id, guard)
     }
 
     /// Maps `page_id` to `frame_id` unless it is already mapped, in which
@@ -214,9 +240,20 @@ impl PageTable {
         let index = self.index(page_id);
         let _writer = lock(&self.writers[index]);
         // Exact under the lock: no writer can change the bucket.
-        if let Some(existing) = self.lookup(page_id, guard) {
+        if let Some(existing) = self.lookup_buckets(page_id, guard) {
+            // The racing loader's mapping: the word may have lost it to a
+            // page that shares it.
+            self.direct.set(page_id, existing);
             return Err(existing);
         }
+        self.insert_locked(index, page_id, frame_id, guard);
+        self.direct.set(page_id, frame_id);
+        Ok(())
+    }
+
+    /// Adds the mapping to bucket `index`, whose writer lock the caller
+    /// holds and which does not map the page.
+    fn insert_locked(&self, index: usize, page_id: PageId, frame_id: FrameId, guard: &Guard) {
         let bucket = &self.buckets[index];
         if let Some(slot) = bucket
             .pages
@@ -225,7 +262,7 @@ impl PageTable {
         {
             bucket.frames[slot].store(frame_id as u32, Ordering::Relaxed);
             bucket.pages[slot].store(page_id.raw(), Ordering::Release);
-            return Ok(());
+            return;
         }
         let head = &self.overflow[index];
         let entry = Owned::new(Entry {
@@ -237,7 +274,6 @@ impl PageTable {
         head.store(entry, Ordering::Release);
         let len = bucket.overflow_len.load(Ordering::Relaxed);
         bucket.overflow_len.store(len + 1, Ordering::Release);
-        Ok(())
     }
 
     /// Removes the mapping `page_id → frame_id`; returns false if the table
@@ -245,6 +281,22 @@ impl PageTable {
     pub(crate) fn remove(&self, page_id: PageId, frame_id: FrameId, guard: &Guard) -> bool {
         let index = self.index(page_id);
         let _writer = lock(&self.writers[index]);
+        let removed = self.remove_locked(index, page_id, frame_id, guard);
+        if removed {
+            self.direct.clear(page_id, frame_id);
+        }
+        removed
+    }
+
+    /// Removes the mapping from bucket `index`, whose writer lock the
+    /// caller holds.
+    fn remove_locked(
+        &self,
+        index: usize,
+        page_id: PageId,
+        frame_id: FrameId,
+        guard: &Guard,
+    ) -> bool {
         let bucket = &self.buckets[index];
         let raw = page_id.raw();
         for (page, frame) in bucket.pages.iter().zip(&bucket.frames) {
@@ -373,6 +425,37 @@ mod tests {
         table.insert(page(pages - 1), 7, &guard).unwrap();
         assert_eq!(table.insert(page(pages - 1), 8, &guard), Err(7));
         assert_eq!(table.lookup(page(pages - 1), &guard), Some(7));
+    }
+
+    #[test]
+    fn pages_that_meet_in_the_direct_map_are_found_through_the_buckets() {
+        let collector = Collector::new();
+        let handle = collector.register();
+        let guard = handle.pin();
+        let table = PageTable::new(8);
+        // 16 words: page n and page n + 16 share one.
+        table.insert(page(1), 1, &guard).unwrap();
+        table.insert(page(17), 2, &guard).unwrap();
+        assert_eq!(table.lookup(page(1), &guard), Some(1), "displaced: buckets");
+        assert_eq!(table.lookup(page(17), &guard), Some(2));
+        // Page 1 moves to another frame; the word of page 17 stays.
+        assert!(table.remove(page(1), 1, &guard));
+        assert_eq!(table.lookup(page(1), &guard), None);
+        assert_eq!(table.lookup(page(17), &guard), Some(2));
+        table.insert(page(1), 3, &guard).unwrap();
+        assert_eq!(table.lookup(page(1), &guard), Some(3));
+        assert_eq!(
+            table.lookup(page(17), &guard),
+            Some(2),
+            "displaced: buckets"
+        );
+        assert_eq!(table.lookup_exact(page(17), &guard), Some(2));
+        // A racing insert's loser puts the winner's frame back in the word.
+        assert_eq!(table.insert(page(17), 4, &guard), Err(2));
+        assert_eq!(table.direct.get(page(17)), Some(2));
+        assert!(table.remove(page(17), 2, &guard));
+        assert_eq!(table.lookup(page(17), &guard), None);
+        assert_eq!(table.lookup(page(1), &guard), Some(3));
     }
 
     #[test]
