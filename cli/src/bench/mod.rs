@@ -427,6 +427,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         let pages = workload.pages(frames, file_pages);
         for &threads in &args.threads {
+            // Every variant's run of a round before any variant's next
+            // round: the rows compared in one ratio are measured minutes
+            // apart at most, and each row's best run comes from the same
+            // stretch of the host's weather as the others'.
+            let mut cells = Vec::new();
             for (imp, engine, writer) in variants(&impls, &args.engines, &args.writers) {
                 let name = row_name(imp, engine, writer, args);
                 if !imp.supports(workload) {
@@ -445,8 +450,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     workload.name(),
                     if threads == 1 { "" } else { "s" }
                 );
-                let mut best = Best::default();
-                for round in 0..args.repeat {
+                cells.push((imp, engine, writer, name, run_path, what, Best::default()));
+            }
+            for round in 0..args.repeat {
+                for (imp, engine, writer, name, run_path, what, best) in &mut cells {
+                    let (imp, engine, writer) = (*imp, *engine, *writer);
                     done += 1;
                     let label = if args.repeat > 1 {
                         format!("[{done}/{total_runs}] {what} (round {})", round + 1)
@@ -459,7 +467,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         threads,
                         duration,
                         setup: Setup {
-                            path: &run_path,
+                            path: run_path,
                             file_pages: pages,
                             pool_frames,
                             writes: workload.writes(),
@@ -478,13 +486,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         checkpoint_ms: if imp.is_pool() { args.checkpoint_ms } else { 0 },
                     };
                     eprintln!("running {label} ...");
-                    let outcome = runner::run(&spec).context(&what)?;
+                    let outcome = runner::run(&spec).context(what.clone())?;
                     let mut result = to_result(imp, workload, threads, &outcome);
                     result.imp = name.clone();
                     eprintln!("{}", run_note(&outcome, &result));
                     best.add(result);
                 }
-                results.extend(best.finish());
+            }
+            for cell in cells {
+                results.extend(cell.6.finish());
             }
             if args.fio && matches!(workload, Workload::UniformMiss | Workload::ScanMiss) {
                 results.extend(run_fio(&path, pages, threads, args, duration, workload)?);
