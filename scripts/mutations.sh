@@ -90,7 +90,13 @@ for patch in "$root"/tests/mutations/*.patch; do
     # patch changed comes back with its old time, which cargo would
     # otherwise take for "unchanged since that build").
     tar -C "$root" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$scratch" -xmf -
-    patch -s -p1 -d "$scratch" < "$patch"
+    # A patch that no longer applies (the code it plants its bug in has
+    # changed) is reported and counted, and the run goes on to the others.
+    if ! patch -s -p1 -d "$scratch" < "$patch" > "$work/$name.patch.log" 2>&1; then
+        echo "mutation $name: DID NOT APPLY (see $work/$name.patch.log; regenerate the patch)"
+        survivors+=("$name")
+        continue
+    fi
     for checker in $checkers; do
         cmd=$(checker_command "$checker")
         log="$work/$name.$checker.log"
