@@ -18,7 +18,7 @@
 //! word (AtomicU64):  tag (high 32 bits) | frame id (low 32 bits)
 //!   tag   = high half of (raw page id × 2^64/φ): tells apart the pages
 //!           that share the word (they differ in the bits above the index)
-//!   EMPTY = u64::MAX (frame u32::MAX, never a frame id: see `new`)
+//!   EMPTY = u64::MAX (frame u32::MAX, never a frame id: see `with_words`)
 //! index  = (page_no + file offset) mod entries
 //! ```
 //!
@@ -68,9 +68,8 @@ const ENABLED: bool = !cfg!(loom);
 
 /// The direct-mapped hints in front of the buckets. See the module docs.
 pub(crate) struct DirectMap {
+    /// A power of two of them, so that the index is a mask of the length.
     words: Box<[AtomicU64]>,
-    /// `words.len() - 1` (the length is a power of two).
-    mask: u64,
     /// Frames of the pool: a word's frame at or above it is no answer.
     frame_count: u64,
 }
@@ -94,16 +93,17 @@ impl DirectMap {
         let word_count = if ENABLED { word_count } else { 1 };
         DirectMap {
             words: crate::frames::huge_slice(word_count, |_| AtomicU64::new(EMPTY)),
-            mask: word_count as u64 - 1,
             frame_count: frame_count as u64,
         }
     }
 
-    /// The word of `page_id` and its tagged value for `frame_id`.
+    /// The word of `page_id`, and the page's tag (in the high 32 bits,
+    /// the low ones zero).
     #[inline(always)]
     fn slot(&self, page_id: PageId) -> (&AtomicU64, u64) {
         let file_offset = u64::from(page_id.file_id().0).wrapping_mul(FIB) >> 40;
-        let index = (page_id.page_no().wrapping_add(file_offset) & self.mask) as usize;
+        let mask = self.words.len() - 1;
+        let index = page_id.page_no().wrapping_add(file_offset) as usize & mask;
         let tag = page_id.raw().wrapping_mul(FIB) & !u64::from(u32::MAX);
         (&self.words[index], tag)
     }
@@ -118,7 +118,7 @@ impl DirectMap {
         let (word, tag) = self.slot(page_id);
         let value = word.load(Ordering::Acquire);
         let frame = value & u64::from(u32::MAX);
-        // One branch for both checks: the tag's bits and a frame in range.
+        // The tag's bits, then a frame in range (invariant 3).
         if (value ^ tag) >> 32 == 0 && frame < self.frame_count {
             Some(frame as FrameId)
         } else {

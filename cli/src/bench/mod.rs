@@ -486,15 +486,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         checkpoint_ms: if imp.is_pool() { args.checkpoint_ms } else { 0 },
                     };
                     eprintln!("running {label} ...");
-                    let outcome = runner::run(&spec).context(what.clone())?;
+                    let outcome = runner::run(&spec).context(&*what)?;
                     let mut result = to_result(imp, workload, threads, &outcome);
                     result.imp = name.clone();
                     eprintln!("{}", run_note(&outcome, &result));
                     best.add(result);
                 }
             }
-            for cell in cells {
-                results.extend(cell.6.finish());
+            for (.., best) in cells {
+                results.extend(best.finish());
             }
             if args.fio && matches!(workload, Workload::UniformMiss | Workload::ScanMiss) {
                 results.extend(run_fio(&path, pages, threads, args, duration, workload)?);
