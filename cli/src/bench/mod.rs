@@ -114,6 +114,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub checkpoint_pages_per_sec: u64,
 
+    /// Pages those checkpoints write at once (0: the pool's default;
+    /// `PoolConfig::checkpoint_pages_in_flight`).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_pages_in_flight: usize,
+
     /// Pages per `read_many` batch (pagepool-batch).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -479,6 +484,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             workload_scans: workload == Workload::ScanMiss,
                             writer: writer == WriterArg::On,
                             checkpoint_pages_per_sec: args.checkpoint_pages_per_sec,
+                            checkpoint_pages_in_flight: args.checkpoint_pages_in_flight,
                         },
                         pages,
                         timer_overhead_ns,

@@ -213,6 +213,9 @@ pub struct Setup<'a> {
     pub writer: bool,
     /// pagepool's checkpoint pace (`PoolConfig::checkpoint_pages_per_sec`).
     pub checkpoint_pages_per_sec: u64,
+    /// pagepool's checkpoint batch (`PoolConfig::checkpoint_pages_in_flight`;
+    /// 0: the pool's default).
+    pub checkpoint_pages_in_flight: usize,
 }
 
 /// Per-thread counts of a baseline, published into [`SharedCounters`]
@@ -452,6 +455,9 @@ fn open_pool(setup: &Setup<'_>) -> Result<(pagepool::BufferPool, pagepool::FileI
         .io_mode(pagepool::IoMode::Direct)
         .io_engine(setup.engine)
         .checkpoint_pages_per_sec(setup.checkpoint_pages_per_sec);
+    if setup.checkpoint_pages_in_flight > 0 {
+        config = config.checkpoint_pages_in_flight(setup.checkpoint_pages_in_flight);
+    }
     if setup.writer {
         config = config.background_writer(pagepool::WriterConfig::default());
     }
