@@ -143,6 +143,10 @@ pub struct PoolConfig {
     /// default): as fast as its batches go. PostgreSQL's
     /// `checkpoint_completion_target`, as a rate.
     pub checkpoint_pages_per_sec: u64,
+    /// The most percent of the device's operations a checkpoint takes
+    /// while the foreground reads (1–100; 100, the default: no such
+    /// limit). See [`PoolConfig::checkpoint_io_share_pct`].
+    pub checkpoint_io_share_pct: u32,
     /// How long a miss waits for a frame when every frame is latched.
     pub frame_wait_timeout: Duration,
     /// How long a thread waits for a latch another thread holds before it
@@ -184,6 +188,7 @@ impl PoolConfig {
             flush_batch_pages: 64,
             checkpoint_pages_in_flight: 4,
             checkpoint_pages_per_sec: 0,
+            checkpoint_io_share_pct: 100,
             frame_wait_timeout: Duration::from_secs(10),
             latch_wait_timeout: Duration::from_secs(10),
             optimistic_retries: 8,
@@ -284,6 +289,28 @@ impl PoolConfig {
     /// and leaves more of the device to the foreground while it runs.
     pub fn checkpoint_pages_per_sec(mut self, pages: u64) -> PoolConfig {
         self.checkpoint_pages_per_sec = pages;
+        self
+    }
+
+    /// Paces checkpoints (`flush_until`) by the foreground's reads: while
+    /// they go on, a checkpoint takes at most `pct` percent of the
+    /// device's operations (after a burst of 16 pages, one page written
+    /// per `(100 − pct) / pct` pages the pool has read since the
+    /// checkpoint began: at 20, one per four); when no read has completed
+    /// for 5 ms it writes unpaced. 1–100; 100 (the default) sets no such
+    /// limit. Unlike [`checkpoint_pages_per_sec`](Self::checkpoint_pages_per_sec)
+    /// it needs no knowledge of the device: a checkpoint under a busy
+    /// foreground takes longer, one on an idle pool runs at full speed.
+    /// Both limits apply when both are set.
+    ///
+    /// ```
+    /// use pagepool::PoolConfig;
+    ///
+    /// let config = PoolConfig::new(1024).checkpoint_io_share_pct(20);
+    /// assert_eq!(config.checkpoint_io_share_pct, 20);
+    /// ```
+    pub fn checkpoint_io_share_pct(mut self, pct: u32) -> PoolConfig {
+        self.checkpoint_io_share_pct = pct;
         self
     }
 
@@ -435,6 +462,12 @@ impl PoolConfig {
                 self.frame_wait_timeout, self.latch_wait_timeout
             )));
         }
+        if !(1..=100).contains(&self.checkpoint_io_share_pct) {
+            return Err(Error::InvalidConfig(format!(
+                "checkpoint_io_share_pct must be 1 to 100 (100: no share limit), not {}",
+                self.checkpoint_io_share_pct
+            )));
+        }
         if self.flush_batch_pages == 0 || self.checkpoint_pages_in_flight == 0 {
             return Err(Error::InvalidConfig(
                 "flush_batch_pages and checkpoint_pages_in_flight must be at least 1".into(),
@@ -475,6 +508,7 @@ impl fmt::Debug for PoolConfig {
                 &self.checkpoint_pages_in_flight,
             )
             .field("checkpoint_pages_per_sec", &self.checkpoint_pages_per_sec)
+            .field("checkpoint_io_share_pct", &self.checkpoint_io_share_pct)
             .field("frame_wait_timeout", &self.frame_wait_timeout)
             .field("latch_wait_timeout", &self.latch_wait_timeout)
             .field("optimistic_retries", &self.optimistic_retries)
@@ -526,6 +560,17 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("flush_batch_pages"), "{err}");
+        for pct in [0, 101] {
+            let err = PoolConfig::new(4)
+                .checkpoint_io_share_pct(pct)
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("checkpoint_io_share_pct"), "{err}");
+        }
+        PoolConfig::new(4)
+            .checkpoint_io_share_pct(1)
+            .validate()
+            .unwrap();
         PoolConfig::new(4)
             .latch_wait_timeout(Duration::MAX)
             .validate()

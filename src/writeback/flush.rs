@@ -51,39 +51,10 @@ use crate::stats::{Counter, Report};
 use crate::undo::Undo;
 use crate::view::load_lsn;
 use crate::writeback::durability::{SyncSnapshot, MAX_UNSYNCED_PAGES};
+use crate::writeback::pace::Pace;
 use crate::writeback::WriteOrigin;
 
 use std::panic::AssertUnwindSafe;
-
-/// How fast a flush writes: pages per batch, and at most so many pages a
-/// second (0: as fast as the batches go).
-#[derive(Clone, Copy, Debug)]
-struct Pace {
-    batch_pages: usize,
-    pages_per_sec: u64,
-}
-
-impl Pace {
-    /// `flush_all`'s and `flush_file`'s: big batches, unpaced.
-    fn flush(config: &crate::PoolConfig) -> Pace {
-        Pace {
-            batch_pages: config.flush_batch_pages,
-            pages_per_sec: 0,
-        }
-    }
-
-    /// Sleeps until `written` pages are due at this pace (the caller is
-    /// unpinned).
-    fn wait(self, started: std::time::Instant, written: usize) {
-        if self.pages_per_sec == 0 || cfg!(any(loom, feature = "shuttle")) {
-            return;
-        }
-        let due = std::time::Duration::from_secs_f64(written as f64 / self.pages_per_sec as f64);
-        if let Some(left) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(left);
-        }
-    }
-}
 
 /// What flushing one frame found.
 enum FrameFlush {
@@ -179,13 +150,11 @@ impl BufferPool {
     pub fn flush_until(&self, lsn: u64) -> Result<()> {
         // A page latched exclusively may hold a change its writer logged
         // (below `lsn`) and has not released yet: wait for it too.
-        let pace = Pace {
-            batch_pages: self.config.checkpoint_pages_in_flight,
-            pages_per_sec: self.config.checkpoint_pages_per_sec,
-        };
-        self.flush_matching(pace, |_, recovery_lsn, state| match recovery_lsn {
-            Some(rec) => rec < lsn,
-            None => state & (EXCL | FREE) == EXCL,
+        self.flush_matching(Pace::checkpoint(&self.config), |_, recovery_lsn, state| {
+            match recovery_lsn {
+                Some(rec) => rec < lsn,
+                None => state & (EXCL | FREE) == EXCL,
+            }
         })
     }
 
@@ -247,9 +216,10 @@ impl BufferPool {
         // In page order: consecutive pages of a batch go as one request.
         candidates.sort_unstable_by_key(|&frame_id| self.frames.meta(frame_id).page_id_raw());
         let mut busy = Vec::new();
-        let started = std::time::Instant::now();
+        // The foreground's reads, for a share-paced checkpoint.
+        let mut pacer = pace.start(|| self.epoch.stats().io_reads);
         for (index, batch) in candidates.chunks(batch_pages).enumerate() {
-            pace.wait(started, index * batch_pages);
+            pacer.wait(index * batch_pages);
             let outcome = self.write_batch(&self.engine, batch, slot, WriteOrigin::Flush);
             busy.extend(outcome.busy);
             if let Some(error) = outcome.error {

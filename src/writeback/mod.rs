@@ -6,6 +6,7 @@
 //! | `dirty.rs`      | each frame's recovery LSN; `dirty_pages`, `min_recovery_lsn` |
 //! | `batch.rs`      | writing a batch of dirty frames: one WAL flush, many writes in flight |
 //! | `flush.rs`      | `flush`, `flush_file`, `flush_all`, `flush_until`; the one-page path eviction and waits use; syncs |
+//! | `pace.rs`       | how fast a flush writes: batch, rate, and a share of the device while the foreground reads |
 //! | `writer.rs`     | the background writer: keeps the frames ahead of the clock hand clean |
 //! | `recovery.rs`   | `write_new` and `extend_file`, the writes redo needs          |
 //! | `durability.rs` | what each file has written but not yet synced                 |
@@ -47,6 +48,7 @@ mod batch;
 mod dirty;
 pub(crate) mod durability;
 mod flush;
+mod pace;
 mod recovery;
 mod writer;
 

@@ -119,6 +119,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub checkpoint_pages_in_flight: usize,
 
+    /// Pace those checkpoints by the foreground's reads: at most this
+    /// percent of the device's operations while they go on (100: no such
+    /// limit, the pool's default; `PoolConfig::checkpoint_io_share_pct`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub checkpoint_io_share_pct: u32,
+
     /// Pages per `read_many` batch (pagepool-batch).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -485,6 +491,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             writer: writer == WriterArg::On,
                             checkpoint_pages_per_sec: args.checkpoint_pages_per_sec,
                             checkpoint_pages_in_flight: args.checkpoint_pages_in_flight,
+                            checkpoint_io_share_pct: args.checkpoint_io_share_pct,
                         },
                         pages,
                         timer_overhead_ns,

@@ -216,6 +216,9 @@ pub struct Setup<'a> {
     /// pagepool's checkpoint batch (`PoolConfig::checkpoint_pages_in_flight`;
     /// 0: the pool's default).
     pub checkpoint_pages_in_flight: usize,
+    /// pagepool's checkpoint share of the device
+    /// (`PoolConfig::checkpoint_io_share_pct`; 100: none).
+    pub checkpoint_io_share_pct: u32,
 }
 
 /// Per-thread counts of a baseline, published into [`SharedCounters`]
@@ -454,7 +457,8 @@ fn open_pool(setup: &Setup<'_>) -> Result<(pagepool::BufferPool, pagepool::FileI
     let mut config = pagepool::PoolConfig::new(setup.pool_frames)
         .io_mode(pagepool::IoMode::Direct)
         .io_engine(setup.engine)
-        .checkpoint_pages_per_sec(setup.checkpoint_pages_per_sec);
+        .checkpoint_pages_per_sec(setup.checkpoint_pages_per_sec)
+        .checkpoint_io_share_pct(setup.checkpoint_io_share_pct);
     if setup.checkpoint_pages_in_flight > 0 {
         config = config.checkpoint_pages_in_flight(setup.checkpoint_pages_in_flight);
     }
