@@ -143,9 +143,9 @@ pub struct PoolConfig {
     /// default): as fast as its batches go. PostgreSQL's
     /// `checkpoint_completion_target`, as a rate.
     pub checkpoint_pages_per_sec: u64,
-    /// The most percent of the device's operations a checkpoint takes
-    /// while the foreground reads (1–100; 100, the default: no such
-    /// limit). See [`PoolConfig::checkpoint_io_share_pct`].
+    /// About how much of the device's operations, in percent, a
+    /// checkpoint takes while the foreground reads (1–100; 100, the
+    /// default: no such limit). See [`PoolConfig::checkpoint_io_share_pct`].
     pub checkpoint_io_share_pct: u32,
     /// How long a miss waits for a frame when every frame is latched.
     pub frame_wait_timeout: Duration,
@@ -293,15 +293,18 @@ impl PoolConfig {
     }
 
     /// Paces checkpoints (`flush_until`) by the foreground's reads: while
-    /// they go on, a checkpoint takes at most `pct` percent of the
-    /// device's operations (after a burst of 16 pages, one page written
-    /// per `(100 − pct) / pct` pages the pool has read since the
-    /// checkpoint began: at 20, one per four); when no read has completed
-    /// for 5 ms it writes unpaced. 1–100; 100 (the default) sets no such
-    /// limit. Unlike [`checkpoint_pages_per_sec`](Self::checkpoint_pages_per_sec)
-    /// it needs no knowledge of the device: a checkpoint under a busy
+    /// they go on, a checkpoint takes about `pct` percent of the device's
+    /// operations (after a burst of 16 pages, one page written per
+    /// `(100 − pct) / pct` pages the pool has read since the checkpoint
+    /// began: at 20, one per four; the foreground's own writes are not
+    /// counted), and never less than 1,000 pages a second; when no read
+    /// has been counted for 5 ms it writes unpaced. 1–100; 100 (the
+    /// default) sets no such limit. Unlike
+    /// [`checkpoint_pages_per_sec`](Self::checkpoint_pages_per_sec) it
+    /// needs no knowledge of the device: a checkpoint under a busy
     /// foreground takes longer, one on an idle pool runs at full speed.
-    /// Both limits apply when both are set.
+    /// Both limits apply when both are set; `Stats::checkpoint_pace_waits`
+    /// counts the sleeps they cause.
     ///
     /// ```
     /// use pagepool::PoolConfig;

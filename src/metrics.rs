@@ -109,7 +109,7 @@ mod enabled {
 
     type Row = (&'static str, u64, &'static str);
 
-    fn counters(s: &Stats) -> [Row; 22] {
+    fn counters(s: &Stats) -> [Row; 23] {
         [
             (
                 "pagepool_hits_total",
@@ -212,6 +212,11 @@ mod enabled {
                 "pagepool_frame_hint_stores_total",
                 s.frame_hint_stores,
                 "frame hints stored (unlogged)",
+            ),
+            (
+                "pagepool_checkpoint_pace_waits_total",
+                s.checkpoint_pace_waits,
+                "sleeps of checkpoints held back by their pace",
             ),
         ]
     }

@@ -64,6 +64,10 @@ pub struct Stats {
     pub frame_hint_misses: u64,
     /// Frame hints stored by `store_frame_hint` (unlogged).
     pub frame_hint_stores: u64,
+    /// Sleeps of checkpoints (`flush_until`) held back by their pace: a
+    /// rate (`checkpoint_pages_per_sec`) or a share of the device
+    /// (`checkpoint_io_share_pct`).
+    pub checkpoint_pace_waits: u64,
     /// Gauge: frames holding a page (loaded, or being loaded).
     pub resident_frames: u64,
     /// Gauge: frames whose page differs from the file (not written back
@@ -166,9 +170,10 @@ pub(crate) enum Counter {
     LoadsEnded,
     FrameHintMisses,
     FrameHintStores,
+    CheckpointPaceWaits,
 }
 
-const COUNTERS: usize = 22;
+const COUNTERS: usize = 23;
 
 /// One thread's counters. Only the owning thread writes them. Aligned to
 /// two cache lines (the adjacent-line prefetcher pairs lines) so that two
@@ -186,6 +191,13 @@ impl ThreadStats {
     pub(crate) fn bump(&self, counter: Counter) {
         let cell = &self.counters[counter as usize];
         cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to `counter`; as [`bump`](Self::bump), only from the
+    /// owning thread.
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        let cell = &self.counters[counter as usize];
+        cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
     /// Adds this thread's counters into `total`.
@@ -213,6 +225,7 @@ impl ThreadStats {
         total.loads_ended += get(Counter::LoadsEnded);
         total.frame_hint_misses += get(Counter::FrameHintMisses);
         total.frame_hint_stores += get(Counter::FrameHintStores);
+        total.checkpoint_pace_waits += get(Counter::CheckpointPaceWaits);
     }
 }
 

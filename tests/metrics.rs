@@ -211,11 +211,15 @@ fn published_counters_and_gauges_are_the_stats_and_loads_are_timed() {
         ("pagepool_loads_ended_total", stats.loads_ended),
         ("pagepool_frame_hint_misses_total", stats.frame_hint_misses),
         ("pagepool_frame_hint_stores_total", stats.frame_hint_stores),
+        (
+            "pagepool_checkpoint_pace_waits_total",
+            stats.checkpoint_pace_waits,
+        ),
         ("pagepool_io_syncs_total", stats.io_syncs),
     ] {
         assert_eq!(recorder.counter(name, pool_label), value, "{name}");
     }
-    // Every counter of `Stats` is published (22 of them), and no other.
+    // Every counter of `Stats` is published (23 of them), and no other.
     let published: Vec<String> = {
         let cells = recorder.cells.lock().unwrap();
         let mut names: Vec<String> = cells
@@ -226,7 +230,7 @@ fn published_counters_and_gauges_are_the_stats_and_loads_are_timed() {
         names.sort();
         names
     };
-    assert_eq!(published.len(), 22, "{published:?}");
+    assert_eq!(published.len(), 23, "{published:?}");
     assert_eq!(
         recorder.gauge("pagepool_frames_resident", pool_label),
         stats.resident_frames as f64

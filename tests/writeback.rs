@@ -571,6 +571,7 @@ fn a_paced_checkpoint_keeps_to_its_rate() {
         took >= Duration::from_millis(90),
         "100 pages at 1000/s in {took:?}"
     );
+    assert!(pool.stats().checkpoint_pace_waits > 0);
     assert_eq!(pool.min_recovery_lsn(), None);
     // flush_all is not paced.
     for lsn in 1..=100 {
@@ -583,47 +584,58 @@ fn a_paced_checkpoint_keeps_to_its_rate() {
 /// A checkpoint paced by a share of the device, on a pool nobody else
 /// uses: past its first burst it waits until the device looks idle (no
 /// read for 5 ms), once, then writes the rest unpaced. It ends (within a
-/// deadline: a wait for reads that never come would hang), and the pages
-/// are clean.
+/// deadline: a wait for reads that never come would hang), its waits are
+/// counted, and the pages are clean. An unpaced one never waits.
 #[test]
 fn a_share_paced_checkpoint_on_an_idle_pool_waits_once_and_ends() {
-    let pool = Arc::new(
-        BufferPool::open(
-            PoolConfig::new(256)
-                .checkpoint_pages_in_flight(4)
-                .checkpoint_io_share_pct(20),
-        )
-        .unwrap(),
-    );
-    let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
-    let (done, ended) = std::sync::mpsc::channel();
-    let checkpoints = {
-        let pool = Arc::clone(&pool);
-        std::thread::spawn(move || {
-            let mut took = Duration::ZERO;
-            for round in 0..4u64 {
-                for lsn in 1..=40 {
-                    pool.allocate(file).unwrap().1.set_lsn(round * 100 + lsn);
+    for share_pct in [20, 100] {
+        let pool = Arc::new(
+            BufferPool::open(
+                PoolConfig::new(256)
+                    .checkpoint_pages_in_flight(4)
+                    .checkpoint_io_share_pct(share_pct),
+            )
+            .unwrap(),
+        );
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let (done, ended) = std::sync::mpsc::channel();
+        let checkpoints = {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                for round in 0..4u64 {
+                    for lsn in 1..=40 {
+                        pool.allocate(file).unwrap().1.set_lsn(round * 100 + lsn);
+                    }
+                    pool.flush_until(round * 100 + 101).unwrap();
+                    assert_eq!(pool.min_recovery_lsn(), None, "round {round}");
+                    assert!(pool.dirty_pages().is_empty(), "round {round}");
                 }
-                let started = std::time::Instant::now();
-                pool.flush_until(round * 100 + 101).unwrap();
-                took += started.elapsed();
-                assert_eq!(pool.min_recovery_lsn(), None, "round {round}");
-                assert!(pool.dirty_pages().is_empty(), "round {round}");
+                done.send(()).unwrap();
+            })
+        };
+        match ended.recv_timeout(Duration::from_secs(20)) {
+            Ok(()) => checkpoints.join().unwrap(),
+            // The checkpoints' thread failed: its panic is the error.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => checkpoints.join().unwrap(),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!(
+                    "four checkpoints of an idle pool at a {share_pct} % share did not end in 20 s"
+                )
             }
-            done.send(took).unwrap();
-        })
-    };
-    let took = ended
-        .recv_timeout(Duration::from_secs(20))
-        .expect("four share-paced checkpoints of an idle pool did not end in 20 s");
-    checkpoints.join().unwrap();
-    // Four checkpoints, each past its 16-page burst with no read seen.
-    assert!(
-        took >= Duration::from_millis(20),
-        "four share-paced checkpoints in {took:?}: they did not wait for the device to look idle"
-    );
-    Arc::try_unwrap(pool).ok().unwrap().close().unwrap();
+        }
+        let waits = pool.stats().checkpoint_pace_waits;
+        if share_pct == 100 {
+            assert_eq!(waits, 0, "unpaced checkpoints waited");
+        } else {
+            // Each checkpoint, past its 16-page burst with no read seen,
+            // waits for the device to look idle.
+            assert!(
+                waits >= 4,
+                "{waits} waits: the share did not pace the checkpoints"
+            );
+        }
+        Arc::try_unwrap(pool).ok().unwrap().close().unwrap();
+    }
 }
 
 /// One exclusive hold that logs two changes: the recovery LSN is the

@@ -219,7 +219,8 @@ impl BufferPool {
         // The foreground's reads, for a share-paced checkpoint.
         let mut pacer = pace.start(|| self.epoch.stats().io_reads);
         for (index, batch) in candidates.chunks(batch_pages).enumerate() {
-            pacer.wait(index * batch_pages);
+            let sleeps = pacer.wait(index * batch_pages + batch.len());
+            slot.stats.add(Counter::CheckpointPaceWaits, sleeps);
             let outcome = self.write_batch(&self.engine, batch, slot, WriteOrigin::Flush);
             busy.extend(outcome.busy);
             if let Some(error) = outcome.error {

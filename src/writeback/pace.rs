@@ -6,30 +6,39 @@
 //! write the checkpoint has in flight takes a read's turn, so even one at
 //! a time cost `mixed` a fifth to a quarter of its throughput on the
 //! project's test machine (BENCHMARKS.md): only pacing brings the cost
-//! down. Two limits, both off by default, apply together, checked before
-//! each batch:
+//! down. Two limits, both off by default, apply together; before each
+//! batch the flush asks whether it may have written the pages it will
+//! have written once that batch is done:
 //!
 //! - **Rate** (`checkpoint_pages_per_sec`): at most that many pages a
 //!   second since the flush began. The engine has to know its device.
-//! - **Share** (`checkpoint_io_share_pct`, PostgreSQL's bgwriter and
+//! - **Share** (`checkpoint_io_share_pct`; PostgreSQL's bgwriter and
 //!   InnoDB's `io_capacity` in spirit, but measured rather than
-//!   configured): the checkpoint takes at most that percentage of the
-//!   device's operations while the foreground reads. After `r` foreground
-//!   reads (`Stats::io_reads`, counted from the share's start) it may have
-//!   written `SHARE_BURST_PAGES + r × share / (100 − share)` pages: at
-//!   20 %, one page per four reads. The foreground's reads are the
-//!   measure of how much of the device it wants, so the checkpoint keeps
-//!   up with a busy foreground's need and never takes more than its share.
+//!   configured): about that percentage of the device's operations while
+//!   the foreground reads. After `r` foreground reads (`Stats::io_reads`,
+//!   counted from the share's start; a read is counted when it is issued
+//!   or when it ends, depending on the path) it may have written
+//!   `SHARE_BURST_PAGES + r × share / (100 − share)` pages: at 20 %, one
+//!   page per four reads. The foreground's reads measure how much of the
+//!   device it wants; its own writes and syncs are not counted, so under
+//!   a write-heavy foreground the checkpoint's part is larger than `pct`.
 //!
-//! **Idle.** When no foreground read has completed for `IDLE`, the device
-//! is the checkpoint's: it writes on unpaced, and the share's count
-//! starts again where it stands, so a foreground that comes back gets its
-//! share at once rather than after a burst of banked writes.
+//! **Idle.** When no foreground read has been counted for `IDLE`, the
+//! device is the checkpoint's: it writes on unpaced, and the share's count
+//! starts again where it stands, so a foreground that comes back finds no
+//! banked writes, only one more burst.
+//!
+//! **A floor.** A foreground that reads a little but never pauses for
+//! `IDLE` (one read every few milliseconds) would hold a share-paced
+//! checkpoint to a trickle while leaving the device mostly free: the share
+//! never allows fewer than `SHARE_FLOOR_PAGES_PER_SEC` pages a second
+//! since its start.
 //!
 //! **Every wait ends.** The share's wait wakes every `PROBE` and ends as
-//! soon as the reads have grown enough, or have not grown for `IDLE`; the
-//! rate's wait is one sleep of known length. Under loom and shuttle
-//! neither waits (their clocks are not the models').
+//! soon as the reads have grown enough, the floor allows the pages, or no
+//! read has been counted for `IDLE`; the rate's wait is one sleep of known
+//! length. Under loom and shuttle neither waits (their clocks are not the
+//! models'). Each sleep counts in `Stats::checkpoint_pace_waits`.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +50,8 @@ pub(crate) const SHARE_BURST_PAGES: usize = 16;
 pub(crate) const IDLE: Duration = Duration::from_millis(5);
 /// How often a share-paced flush looks at the reads while it waits.
 const PROBE: Duration = Duration::from_micros(500);
+/// The fewest pages a second a share-paced flush is allowed (4 MiB/s).
+pub(crate) const SHARE_FLOOR_PAGES_PER_SEC: u64 = 1_000;
 
 /// How fast a flush writes. See the module docs.
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +100,7 @@ impl Pace {
             reads,
             share_reads: at_start,
             share_written: 0,
+            share_started: now,
             last_reads: at_start,
             last_read_at: now,
             idle,
@@ -114,6 +126,7 @@ pub(crate) struct Pacer<R> {
     /// count (re)started.
     share_reads: u64,
     share_written: usize,
+    share_started: Instant,
     /// The reads when they last changed, and when that was seen.
     last_reads: u64,
     last_read_at: Instant,
@@ -122,29 +135,35 @@ pub(crate) struct Pacer<R> {
 }
 
 impl<R: Fn() -> u64> Pacer<R> {
-    /// Waits, unpinned, until the flush may go on past `written` pages.
-    pub(crate) fn wait(&mut self, written: usize) {
+    /// Waits, unpinned, until the flush may have written `after` pages
+    /// (those it will have written once its next batch is done). Returns
+    /// how many times it slept.
+    pub(crate) fn wait(&mut self, after: usize) -> u64 {
         if cfg!(any(loom, feature = "shuttle")) {
-            return;
+            return 0;
         }
-        self.wait_rate(written);
-        self.wait_share(written);
+        self.wait_rate(after) + self.wait_share(after)
     }
 
-    fn wait_rate(&self, written: usize) {
+    fn wait_rate(&self, after: usize) -> u64 {
         if self.pace.pages_per_sec == 0 {
-            return;
+            return 0;
         }
-        let due = Duration::from_secs_f64(written as f64 / self.pace.pages_per_sec as f64);
-        if let Some(left) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(left);
+        let due = Duration::from_secs_f64(after as f64 / self.pace.pages_per_sec as f64);
+        match due.checked_sub(self.started.elapsed()) {
+            Some(left) if !left.is_zero() => {
+                std::thread::sleep(left);
+                1
+            }
+            _ => 0,
         }
     }
 
-    fn wait_share(&mut self, written: usize) {
+    fn wait_share(&mut self, after: usize) -> u64 {
         if self.pace.share_pct >= 100 {
-            return;
+            return 0;
         }
+        let mut sleeps = 0;
         loop {
             let now = Instant::now();
             let reads = (self.reads)();
@@ -152,22 +171,33 @@ impl<R: Fn() -> u64> Pacer<R> {
                 self.last_reads = reads;
                 self.last_read_at = now;
             }
-            let earned = reads.saturating_sub(self.share_reads);
-            let allowed = self
-                .share_written
-                .saturating_add(share_allowance(earned, self.pace.share_pct));
-            if written <= allowed {
-                return;
+            if after
+                <= self
+                    .share_written
+                    .saturating_add(self.share_allowed(reads, now))
+            {
+                return sleeps;
             }
             if now.duration_since(self.last_read_at) >= self.idle {
                 // The device is idle: write on, and count the share again
                 // from here.
                 self.share_reads = reads;
-                self.share_written = written;
-                return;
+                self.share_written = after;
+                self.share_started = now;
+                return sleeps;
             }
             std::thread::sleep(PROBE);
+            sleeps += 1;
         }
+    }
+
+    /// Pages the share allows since its start, at `reads` foreground
+    /// reads: its part of the reads, or the floor's rate if more.
+    fn share_allowed(&self, reads: u64, now: Instant) -> usize {
+        let earned = share_allowance(reads.saturating_sub(self.share_reads), self.pace.share_pct);
+        let floor =
+            now.duration_since(self.share_started).as_secs_f64() * SHARE_FLOOR_PAGES_PER_SEC as f64;
+        earned.max(floor as usize)
     }
 }
 
@@ -198,19 +228,20 @@ mod tests {
     #[test]
     fn an_idle_foreground_leaves_the_device_to_the_flush() {
         let idle = Duration::from_millis(200);
-        let mut pacer = shared(20).start_with_idle(|| 7, idle);
         let started = Instant::now();
+        let mut pacer = shared(20).start_with_idle(|| 7, idle);
         // The burst goes at once; past it, the reads do not move, so the
-        // flush waits for the device to look idle, once.
-        pacer.wait(SHARE_BURST_PAGES);
-        pacer.wait(SHARE_BURST_PAGES + 4);
+        // flush waits for the device to look idle, once (1,000 pages more
+        // would take the floor a second).
+        assert_eq!(pacer.wait(SHARE_BURST_PAGES), 0);
+        assert!(pacer.wait(SHARE_BURST_PAGES + 1_000) > 0);
         let first = started.elapsed();
         assert!(first >= idle, "waited {first:?}");
         // Still idle: no more waiting, however far the flush goes (ten
         // more waits of the idle time would take two seconds).
         let still = Instant::now();
-        for written in (1..=10).map(|batch| SHARE_BURST_PAGES + 4 + batch * 1_000) {
-            pacer.wait(written);
+        for after in (2..=11).map(|batch| SHARE_BURST_PAGES + batch * 1_000) {
+            assert_eq!(pacer.wait(after), 0, "{after} pages");
         }
         assert!(
             still.elapsed() < idle,
@@ -223,9 +254,10 @@ mod tests {
     fn a_busy_foreground_gets_its_share_and_the_flush_keeps_going() {
         let reads = AtomicU64::new(0);
         let stop = AtomicBool::new(false);
-        std::thread::scope(|scope| {
+        // (pages the flush may write after the wait, reads by then)
+        let seen = std::thread::scope(|scope| {
             scope.spawn(|| {
-                // A foreground that reads steadily: never idle for IDLE.
+                // A foreground that reads steadily: never idle for long.
                 while !stop.load(Ordering::Relaxed) {
                     reads.fetch_add(4, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_micros(200));
@@ -235,17 +267,57 @@ mod tests {
             // keep pace with the reads, never run ahead of them.
             let mut pacer = shared(20)
                 .start_with_idle(|| reads.load(Ordering::Relaxed), Duration::from_secs(30));
-            for written in (0..=SHARE_BURST_PAGES + 64).step_by(4) {
-                pacer.wait(written);
-                // Never ahead of the share of what has been read so far.
-                let earned = reads.load(Ordering::Relaxed);
-                assert!(
-                    written <= share_allowance(earned, 20),
-                    "{written} pages after {earned} reads"
-                );
+            let started = Instant::now();
+            let mut seen = Vec::new();
+            for after in (4..=SHARE_BURST_PAGES + 64).step_by(4) {
+                pacer.wait(after);
+                seen.push((after, reads.load(Ordering::Relaxed), started.elapsed()));
             }
             stop.store(true, Ordering::Relaxed);
+            seen
         });
+        for (after, earned, elapsed) in seen {
+            let floor = (elapsed.as_secs_f64() * SHARE_FLOOR_PAGES_PER_SEC as f64) as usize + 1;
+            assert!(
+                after <= share_allowance(earned, 20).max(floor),
+                "{after} pages after {earned} reads in {elapsed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_light_foreground_still_lets_the_flush_go_at_the_floor() {
+        let reads = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        let pages = SHARE_BURST_PAGES + 200;
+        let took = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // One read a millisecond: never idle, and its share alone
+                // would allow 250 pages a second.
+                while !stop.load(Ordering::Relaxed) {
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+            let mut pacer = shared(20)
+                .start_with_idle(|| reads.load(Ordering::Relaxed), Duration::from_secs(30));
+            let started = Instant::now();
+            for after in (4..=pages).step_by(4) {
+                pacer.wait(after);
+            }
+            stop.store(true, Ordering::Relaxed);
+            started.elapsed()
+        });
+        // 200 pages past the burst: 0.2 s at the floor, 0.8 s by the
+        // share alone. Paced (most of the floor's time), and by the floor.
+        assert!(
+            took >= Duration::from_millis(150),
+            "{pages} pages in {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(600),
+            "{pages} pages in {took:?}: no floor"
+        );
     }
 
     #[test]
@@ -255,11 +327,13 @@ mod tests {
         // like an idle device.
         let idle = Duration::from_millis(250);
         let mut pacer = shared(20).start_with_idle(|| reads.load(Ordering::Relaxed), idle);
-        // Idle: the flush writes 1,000 pages unpaced.
-        pacer.wait(SHARE_BURST_PAGES + 4);
-        pacer.wait(1_000);
-        // The foreground reads again: the share counts from 1,000 pages,
-        // not from the start: 20 pages past the burst wait for 80 reads.
+        // Idle: once the device looks idle the flush writes 2,000 pages
+        // unpaced (the floor alone would take two seconds).
+        assert!(pacer.wait(1_000) > 0);
+        assert_eq!(pacer.wait(2_000), 0);
+        // The foreground reads again: the share counts from 2,000 pages,
+        // not from the start: 20 pages past the burst wait for 80 reads
+        // (or 36 ms of the floor).
         reads.fetch_add(40, Ordering::Relaxed);
         let started = Instant::now();
         let read = std::thread::scope(|scope| {
@@ -269,7 +343,7 @@ mod tests {
                     reads.fetch_add(40, Ordering::Relaxed);
                 }
             });
-            pacer.wait(1_000 + SHARE_BURST_PAGES + 20);
+            pacer.wait(2_000 + SHARE_BURST_PAGES + 20);
             reads.load(Ordering::Relaxed)
         });
         assert!(
