@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step is stamped with the seconds since the script began, so that a
+# CI log shows where its time went.
+started_at=$(date +%s)
+step() { printf '\n==> %s (at %d s)\n' "$*" "$(( $(date +%s) - started_at ))"; }
 
 step "workspace tests (debug)"
 # cargo-nextest (on every machine of this project's kind) runs the test
@@ -46,3 +49,5 @@ bash scripts/mutations.sh
 
 step "fuzz targets: build and replay the committed corpus"
 bash scripts/fuzz-replay.sh
+
+step "done"
