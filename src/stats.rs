@@ -189,12 +189,12 @@ impl ThreadStats {
     /// (the load-then-store would lose updates otherwise).
     #[inline]
     pub(crate) fn bump(&self, counter: Counter) {
-        let cell = &self.counters[counter as usize];
-        cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.add(counter, 1);
     }
 
     /// Adds `n` to `counter`; as [`bump`](Self::bump), only from the
     /// owning thread.
+    #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
         let cell = &self.counters[counter as usize];
         cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);

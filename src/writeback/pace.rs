@@ -45,13 +45,13 @@ use std::time::{Duration, Instant};
 /// Pages a share-paced flush may write before the foreground has read
 /// anything (one batch at the default `checkpoint_pages_in_flight`, four
 /// times over), so that it starts at once.
-pub(crate) const SHARE_BURST_PAGES: usize = 16;
+const SHARE_BURST_PAGES: usize = 16;
 /// With no foreground read completed for this long, the device is idle.
-pub(crate) const IDLE: Duration = Duration::from_millis(5);
+const IDLE: Duration = Duration::from_millis(5);
 /// How often a share-paced flush looks at the reads while it waits.
 const PROBE: Duration = Duration::from_micros(500);
 /// The fewest pages a second a share-paced flush is allowed (4 MiB/s).
-pub(crate) const SHARE_FLOOR_PAGES_PER_SEC: u64 = 1_000;
+const SHARE_FLOOR_PAGES_PER_SEC: u64 = 1_000;
 
 /// How fast a flush writes. See the module docs.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +110,7 @@ impl Pace {
 
 /// Pages a share-paced flush may have written after `reads` foreground
 /// reads at `share_pct` percent (below 100) of the device.
-pub(crate) fn share_allowance(reads: u64, share_pct: u32) -> usize {
+fn share_allowance(reads: u64, share_pct: u32) -> usize {
     debug_assert!(share_pct > 0 && share_pct < 100, "share {share_pct} %");
     let share = u64::from(share_pct);
     let earned = reads.saturating_mul(share) / (100 - share);
@@ -206,6 +206,14 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    /// A foreground that reads `step` pages every `every` until `stop`.
+    fn read_until(reads: &AtomicU64, stop: &AtomicBool, step: u64, every: Duration) {
+        while !stop.load(Ordering::Relaxed) {
+            reads.fetch_add(step, Ordering::Relaxed);
+            std::thread::sleep(every);
+        }
+    }
+
     fn shared(pct: u32) -> Pace {
         Pace {
             batch_pages: 4,
@@ -256,13 +264,8 @@ mod tests {
         let stop = AtomicBool::new(false);
         // (pages the flush may write after the wait, reads by then)
         let seen = std::thread::scope(|scope| {
-            scope.spawn(|| {
-                // A foreground that reads steadily: never idle for long.
-                while !stop.load(Ordering::Relaxed) {
-                    reads.fetch_add(4, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            });
+            // A foreground that reads steadily: never idle for long.
+            scope.spawn(|| read_until(&reads, &stop, 4, Duration::from_micros(200)));
             // An idle time no scheduling stall reaches: the flush must
             // keep pace with the reads, never run ahead of them.
             let mut pacer = shared(20)
@@ -291,14 +294,9 @@ mod tests {
         let stop = AtomicBool::new(false);
         let pages = SHARE_BURST_PAGES + 200;
         let took = std::thread::scope(|scope| {
-            scope.spawn(|| {
-                // One read a millisecond: never idle, and its share alone
-                // would allow 250 pages a second.
-                while !stop.load(Ordering::Relaxed) {
-                    reads.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            });
+            // One read a millisecond: never idle, and its share alone
+            // would allow 250 pages a second.
+            scope.spawn(|| read_until(&reads, &stop, 1, Duration::from_millis(1)));
             let mut pacer = shared(20)
                 .start_with_idle(|| reads.load(Ordering::Relaxed), Duration::from_secs(30));
             let started = Instant::now();
