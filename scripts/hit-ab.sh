@@ -30,10 +30,12 @@ copy_revision() {
     rm -rf "$dir"
     mkdir -p "$dir"
     if [ "$rev" = WORKTREE ]; then
-        (cd "$repo" && git ls-files -co --exclude-standard -z | tar -cf - --null -T -) | tar -xf - -C "$dir"
+        (cd "$repo" && git ls-files -co --exclude-standard -z | tar -cf - --null -T -) | tar -xmf - -C "$dir"
     else
-        git -C "$repo" archive "$rev" | tar -xf - -C "$dir"
+        git -C "$repo" archive "$rev" | tar -xmf - -C "$dir"
     fi
+    # (-m above: files get the time of the copy, so that Cargo rebuilds a
+    # revision older than the build it last made in the same place.)
     # The package's own version line (the manifest's first `version =`).
     sed -i "0,/^version = .*/s//version = \"$version\"/" "$dir/Cargo.toml"
 }

@@ -40,6 +40,7 @@ checker_base() {
         metrics) echo "cargo test --features metrics --test metrics" ;;
         bench) echo "cargo test -p pagepool-cli --bin pagepool bench::driver" ;;
         liveness) echo "cargo test --test liveness" ;;
+        pool) echo "cargo test --test pool" ;;
         stress) echo "cargo test --release --test stress" ;;
         durability) echo "cargo test --test durability" ;;
         loom-latch) echo "cargo test -p loom-tests --release --test latch" ;;

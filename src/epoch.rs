@@ -15,6 +15,30 @@
 //! no fence. The session pin is refreshed (`repin`) every
 //! [`REPIN_EVERY_OPS`] operations so the global epoch keeps moving.
 //!
+//! # Session reads: a hit with no guard of its own
+//!
+//! A hit through a `ThreadPin` ([`ThreadSlot::session_read`]) takes no
+//! nested crossbeam guard: the session pin already protects the frame, as
+//! long as it is neither refreshed nor suspended before the read ends. So
+//! the slot counts the session reads begun (`session_reads`), and the
+//! hits among them (`Counter::SessionHits`, part of `Stats::hits`); one is
+//! in progress while the two differ. The protocol, all on the owning
+//! thread:
+//!
+//! | step | begun | hits | session pin |
+//! |---|---|---|---|
+//! | begin (only with no suspension: the `SUSPENDED` bit clear) | + 1 | | held by the `ThreadPin` |
+//! | a hit ends it | | + 1 | refreshed every [`REPIN_EVERY_OPS`] hits, if none is in progress |
+//! | a failed read (or a panicking closure) ends it | − 1 | | |
+//! | `pin`'s refresh, every [`REPIN_EVERY_OPS`] operations | | | skipped while one is in progress |
+//! | `suspend` (`block`) | sets `SUSPENDED` | | kept while one is in progress, so `block` refuses |
+//!
+//! Invariants: hits ≤ begun (the low 63 bits); while a `ThreadPin` is
+//! alive and `SUSPENDED` is clear, the session pin is held; a read in
+//! progress sees the same pin from its start to its end, as a nested guard
+//! would (which is what it replaces: a hit then stores two counters
+//! instead of a guard's count twice, a repin count and a hit count).
+//!
 //! # Nothing blocks while pinned
 //!
 //! A pinned thread holds back reclamation for the whole pool: frames
@@ -52,7 +76,7 @@ use crossbeam_epoch::{Collector, Guard, LocalHandle};
 use crate::error::{Error, Result};
 use crate::held::HeldLatches;
 use crate::page::PageId;
-use crate::stats::{Stats, ThreadStats};
+use crate::stats::{Counter, Stats, ThreadStats};
 use crate::sync::{lock, next_pool_uid, thread_local, Mutex};
 
 /// A session pin is refreshed after this many operations (a small number
@@ -62,6 +86,10 @@ pub(crate) const REPIN_EVERY_OPS: u32 = 128;
 /// A session pin is refreshed after this many operations (see above).
 #[cfg(loom)]
 pub(crate) const REPIN_EVERY_OPS: u32 = 2;
+
+/// The flag of `ThreadSlot::session_reads` set while a suspension is; the
+/// bits below it count the session reads begun.
+const SUSPENDED: u64 = 1 << 63;
 
 thread_local! {
     // Not `const`-initialised: loom's and shuttle's `thread_local!` do not
@@ -106,6 +134,15 @@ pub(crate) struct ThreadSlot {
     session_depth: Cell<u32>,
     suspend_depth: Cell<u32>,
     ops_since_repin: Cell<u32>,
+    /// The session reads begun (see [`session_read`](Self::session_read)),
+    /// less those that failed, in the low 63 bits; [`SUSPENDED`] while a
+    /// suspension is, so that a hit checks both with one load. Those that
+    /// hit are counted in `stats` (`Counter::SessionHits`), so one is in
+    /// progress while the two counts differ.
+    session_reads: Cell<u64>,
+    /// Refreshes of the session pin, for the tests.
+    #[cfg(test)]
+    repins: Cell<u32>,
     handle: LocalHandle,
     pub(crate) stats: Arc<ThreadStats>,
     /// The latches this thread holds on the pool's frames.
@@ -154,6 +191,9 @@ impl EpochDomain {
             session_depth: Cell::new(0),
             suspend_depth: Cell::new(0),
             ops_since_repin: Cell::new(0),
+            session_reads: Cell::new(0),
+            #[cfg(test)]
+            repins: Cell::new(0),
             handle: self.collector.register(),
             stats,
             held: HeldLatches::default(),
@@ -222,17 +262,73 @@ impl ThreadSlot {
     /// which is refreshed every [`REPIN_EVERY_OPS`] operations.
     #[inline(always)]
     pub(crate) fn pin(&self) -> Guard {
+        self.count_op();
+        self.handle.pin()
+    }
+
+    /// Counts one operation, and refreshes the session pin when
+    /// [`REPIN_EVERY_OPS`] have passed and no session read is in
+    /// progress (one in progress leans on the session pin itself, so the
+    /// refresh waits for the next operation that starts outside one).
+    #[inline(always)]
+    fn count_op(&self) {
         let ops = self.ops_since_repin.get() + 1;
-        if ops >= REPIN_EVERY_OPS {
-            self.ops_since_repin.set(0);
-            if let Some(session) = self.session.borrow_mut().as_mut() {
-                // A no-op while an outer guard is alive; crossbeam checks.
-                session.repin();
-            }
+        if ops >= REPIN_EVERY_OPS && !self.in_session_read() {
+            self.repin_session();
         } else {
             self.ops_since_repin.set(ops);
         }
-        self.handle.pin()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn repin_session(&self) {
+        self.ops_since_repin.set(0);
+        #[cfg(test)]
+        self.repins.set(self.repins.get() + 1);
+        if let Some(session) = self.session.borrow_mut().as_mut() {
+            // A no-op while an outer guard is alive; crossbeam checks.
+            session.repin();
+        }
+    }
+
+    /// Starts a read that the session pin protects with no guard of its
+    /// own, if this thread's session pin is held now (a `ThreadPin` is
+    /// alive, as the caller guarantees, and no suspension is); `None`
+    /// otherwise, and the caller pins with [`pin`](Self::pin).
+    ///
+    /// While the returned token lives, the session pin stays: it is not
+    /// refreshed (see `count_op`) and a suspension keeps it (see
+    /// [`suspend`](Self::suspend)), so [`block`](Self::block) refuses as it
+    /// does under a guard.
+    #[inline(always)]
+    pub(crate) fn session_read(&self) -> Option<SessionRead<'_>> {
+        let begun = self.session_reads.get();
+        if begun & SUSPENDED != 0 {
+            return None;
+        }
+        debug_assert!(
+            self.session_depth.get() > 0,
+            "a session read with no session"
+        );
+        self.session_reads.set(begun + 1);
+        Some(SessionRead { slot: self })
+    }
+
+    /// Whether a session read is in progress on this thread: more begun
+    /// (and not failed) than hit.
+    fn in_session_read(&self) -> bool {
+        let begun = self.session_reads.get() & !SUSPENDED;
+        begun != self.stats.get(Counter::SessionHits)
+    }
+
+    /// Refreshes the session pin if no session read is in progress.
+    #[cold]
+    #[inline(never)]
+    fn repin_if_idle(&self) {
+        if !self.in_session_read() {
+            self.repin_session();
+        }
     }
 
     /// Drops the session pin until the returned token (and every other
@@ -240,8 +336,16 @@ impl ThreadSlot {
     /// back while it blocks. Prefer [`block`](Self::block), which also
     /// checks that nothing else keeps the thread pinned.
     pub(crate) fn suspend(&self) -> Suspended<'_> {
-        self.suspend_depth.set(self.suspend_depth.get() + 1);
-        drop(self.session.borrow_mut().take());
+        let depth = self.suspend_depth.get();
+        self.suspend_depth.set(depth + 1);
+        if depth == 0 {
+            self.session_reads.set(self.session_reads.get() | SUSPENDED);
+        }
+        // A session read in progress leans on the session pin: it stays,
+        // and `block` sees the thread pinned.
+        if !self.in_session_read() {
+            drop(self.session.borrow_mut().take());
+        }
         Suspended { slot: self }
     }
 
@@ -290,6 +394,34 @@ impl ThreadSlot {
     }
 }
 
+/// A read under the session pin ([`ThreadSlot::session_read`]).
+pub(crate) struct SessionRead<'a> {
+    slot: &'a ThreadSlot,
+}
+
+impl SessionRead<'_> {
+    /// Ends the read as a hit: counts it, and refreshes the session pin
+    /// every [`REPIN_EVERY_OPS`] hits when no other read is in progress.
+    #[inline(always)]
+    pub(crate) fn hit(self) {
+        let slot = self.slot;
+        std::mem::forget(self);
+        let hits = slot.stats.bump_and_get(Counter::SessionHits);
+        if hits.is_multiple_of(u64::from(REPIN_EVERY_OPS)) {
+            slot.repin_if_idle();
+        }
+    }
+}
+
+impl Drop for SessionRead<'_> {
+    /// A read that failed, or whose closure panicked: no longer begun.
+    fn drop(&mut self) {
+        let begun = self.slot.session_reads.get();
+        debug_assert!(begun & !SUSPENDED > self.slot.stats.get(Counter::SessionHits));
+        self.slot.session_reads.set(begun - 1);
+    }
+}
+
 /// While alive, the thread's session pin is released; when the last
 /// suspension drops, the session pin is taken again if a session is open.
 pub(crate) struct Suspended<'a> {
@@ -300,6 +432,10 @@ impl Drop for Suspended<'_> {
     fn drop(&mut self) {
         let depth = self.slot.suspend_depth.get() - 1;
         self.slot.suspend_depth.set(depth);
+        if depth == 0 {
+            let begun = self.slot.session_reads.get();
+            self.slot.session_reads.set(begun & !SUSPENDED);
+        }
         if depth == 0 && self.slot.session_depth.get() > 0 {
             let mut session = self.slot.session.borrow_mut();
             if session.is_none() {
@@ -312,7 +448,6 @@ impl Drop for Suspended<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Counter;
 
     #[test]
     fn one_slot_per_thread_and_pool_and_stats_sum_across_threads() {
@@ -404,6 +539,96 @@ mod tests {
         for _ in 0..(3 * REPIN_EVERY_OPS) {
             drop(slot.pin());
         }
+    }
+
+    #[test]
+    fn a_session_read_needs_a_session_pin_that_is_not_suspended() {
+        let domain = EpochDomain::new();
+        let slot = domain.slot();
+        slot.begin_session();
+        let suspended = slot.suspend();
+        assert!(
+            slot.session_read().is_none(),
+            "no session read while the session pin is suspended"
+        );
+        {
+            let _inner = slot.suspend();
+            assert!(slot.session_read().is_none());
+        }
+        assert!(slot.session_read().is_none(), "still under the outer one");
+        drop(suspended);
+        assert!(slot.session_read().is_some());
+        slot.end_session();
+    }
+
+    #[test]
+    fn the_session_pin_is_not_refreshed_under_a_session_read() {
+        let domain = EpochDomain::new();
+        let slot = domain.slot();
+        slot.begin_session();
+        let reading = slot.session_read().expect("a session");
+        for _ in 0..(3 * REPIN_EVERY_OPS) {
+            drop(slot.pin());
+        }
+        assert_eq!(slot.repins.get(), 0, "refreshed under a session read");
+        // A nested read that hits on a refresh's count does not refresh
+        // either.
+        for _ in 0..(3 * REPIN_EVERY_OPS) {
+            slot.session_read().expect("nested").hit();
+        }
+        assert_eq!(slot.repins.get(), 0, "a nested hit refreshed");
+        reading.hit();
+        drop(slot.pin());
+        assert_eq!(slot.repins.get(), 1, "refreshed by the first pin after it");
+        for _ in 0..REPIN_EVERY_OPS {
+            slot.session_read().expect("a session").hit();
+        }
+        assert_eq!(slot.repins.get(), 2, "session hits refresh on their own");
+        assert_eq!(
+            slot.stats.get(Counter::SessionHits),
+            u64::from(4 * REPIN_EVERY_OPS + 1)
+        );
+        slot.end_session();
+    }
+
+    #[test]
+    fn a_failed_session_read_is_no_longer_in_progress() {
+        let domain = EpochDomain::new();
+        let slot = domain.slot();
+        slot.begin_session();
+        drop(slot.session_read().expect("a session"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _reading = slot.session_read().expect("a session");
+            panic!("a closure panics");
+        }));
+        assert!(panicked.is_err());
+        assert!(!slot.in_session_read());
+        for _ in 0..REPIN_EVERY_OPS {
+            drop(slot.pin());
+        }
+        assert_eq!(slot.repins.get(), 1);
+        assert!(slot.block(None).is_ok(), "the session pin is suspended");
+        slot.end_session();
+    }
+
+    #[test]
+    fn blocking_is_refused_under_a_session_read_and_keeps_its_pin() {
+        let domain = EpochDomain::new();
+        let slot = domain.slot();
+        slot.begin_session();
+        let reading = slot.session_read().expect("a session");
+        assert!(matches!(
+            slot.block(None),
+            Err(Error::WouldBlockWhilePinned { page_id: None })
+        ));
+        {
+            let _suspended = slot.suspend();
+            assert!(slot.handle.is_pinned(), "the read's pin stays");
+        }
+        assert!(slot.session.borrow().is_some());
+        reading.hit();
+        assert!(slot.block(None).is_ok());
+        slot.end_session();
     }
 
     #[test]

@@ -133,7 +133,22 @@ impl Frames {
             page_id: AtomicU64::new(PageId::NONE_RAW),
             access: AccessTracker::default(),
         });
+        // `frame` leans on this: a frame id below the metadata's length is
+        // inside the arena.
+        assert_eq!(arena.frame_count(), meta.len());
         Some(Frames { arena, meta })
+    }
+
+    /// The metadata and memory of `frame_id`, or `None` past the last
+    /// frame: one bounds check for both (a hit's table hint is checked
+    /// here, not again by each accessor).
+    #[inline(always)]
+    pub(crate) fn frame(&self, frame_id: FrameId) -> Option<(&FrameMeta, &[FrameWord])> {
+        let meta = self.meta.get(frame_id)?;
+        // SAFETY: `new` built `meta` with one entry per frame of the
+        // arena, so `frame_id < meta.len()` is in the arena's bounds.
+        let words = unsafe { self.arena.words_unchecked(frame_id) };
+        Some((meta, words))
     }
 
     /// How many frames the arena holds.
@@ -354,6 +369,27 @@ mod arena {
             })
         }
 
+        pub(super) fn frame_count(&self) -> usize {
+            self.frame_count
+        }
+
+        /// [`words`](Self::words) without the bounds check.
+        ///
+        /// # Safety
+        /// `frame_id` is below the arena's frame count.
+        #[inline(always)]
+        pub(super) unsafe fn words_unchecked(&self, frame_id: usize) -> &[FrameWord] {
+            debug_assert!(frame_id < self.frame_count);
+            // SAFETY: the caller keeps `frame_id < frame_count`, so the
+            // range lies inside the mapping (as in `words`).
+            unsafe {
+                std::slice::from_raw_parts(
+                    self.base.as_ptr().add(frame_id * PAGE_WORDS),
+                    PAGE_WORDS,
+                )
+            }
+        }
+
         #[inline]
         pub(super) fn words(&self, frame_id: usize) -> &[FrameWord] {
             assert!(frame_id < self.frame_count);
@@ -430,8 +466,19 @@ mod arena {
             })
         }
 
+        pub(super) fn frame_count(&self) -> usize {
+            self.words.len() / PAGE_WORDS
+        }
+
         pub(super) fn words(&self, frame_id: usize) -> &[FrameWord] {
             &self.words[frame_id * PAGE_WORDS..(frame_id + 1) * PAGE_WORDS]
+        }
+
+        /// # Safety
+        /// None needed under loom (checked indexing); kept for one
+        /// signature.
+        pub(super) unsafe fn words_unchecked(&self, frame_id: usize) -> &[FrameWord] {
+            self.words(frame_id)
         }
     }
 

@@ -61,10 +61,10 @@ use crossbeam_utils::CachePadded;
 
 use crate::access::{PageMut, PageRef, ThreadPin};
 use crate::config::PoolConfig;
-use crate::epoch::{EpochDomain, ThreadSlot};
+use crate::epoch::{EpochDomain, SessionRead, ThreadSlot};
 use crate::error::{Error, Result};
 use crate::file_table::FileTable;
-use crate::frames::{FrameId, Frames};
+use crate::frames::{FrameId, FrameMeta, Frames};
 use crate::held::GuardKind;
 use crate::io::{CompletionFn, DirectFile, Engine, FileIdentity, Storage};
 use crate::latch::{Blocked, TimedOut, WaitQueues, Want, DIRTY, FREE};
@@ -75,7 +75,7 @@ use crate::metrics::PoolMetrics;
 use crate::miss::{FreeFrames, Load, LoadFailures, ReadIntents};
 use crate::page::{FileId, PageId, MAX_PAGES_PER_FILE};
 use crate::stats::{Counter, Reports, Stats};
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock};
+use crate::sync::{AtomicU64, AtomicUsize, FrameWord, Ordering, RwLock};
 use crate::table::PageTable;
 use crate::view::OptimisticView;
 use crate::writeback::durability::SyncTracker;
@@ -184,6 +184,52 @@ pub struct PoolCore {
     pub(crate) metrics: Arc<PoolMetrics>,
     /// How often each kind of log line happened (rate limit).
     pub(crate) reports: Reports,
+}
+
+/// A session read begun on a frame (`PoolCore::session_begin`).
+pub(crate) struct SessionAttempt<'a> {
+    reading: SessionRead<'a>,
+    frame_id: FrameId,
+    meta: &'a FrameMeta,
+    words: &'a [FrameWord],
+    /// The state word at the start.
+    begin: u64,
+    /// The frame's page id at the start.
+    held: u64,
+}
+
+impl<'a> SessionAttempt<'a> {
+    #[inline(always)]
+    fn view(&self) -> OptimisticView<'a> {
+        OptimisticView::new(self.words)
+    }
+
+    /// Ends the read: a hit if it validates (and the frame held
+    /// `page_id`), else why not.
+    #[inline(always)]
+    fn end(self, page_id: PageId) -> std::result::Result<(), Option<(FrameId, Attempt)>> {
+        // `page_id.raw()` is never NONE_RAW, so a free frame cannot match.
+        if self.meta.latch.optimistic_validate(self.begin) && self.held == page_id.raw() {
+            self.meta.latch.clear_mark(self.begin);
+            self.reading.hit();
+            Ok(())
+        } else {
+            Err(Some((self.frame_id, Attempt::NotValidated)))
+        }
+    }
+}
+
+/// A session read whose closure returned an error: the error if the read
+/// validates, else it is dropped and the read fails.
+#[cold]
+#[inline(never)]
+fn session_error<T, E>(
+    attempt: SessionAttempt<'_>,
+    page_id: PageId,
+    error: E,
+) -> std::result::Result<std::result::Result<T, E>, Option<(FrameId, Attempt)>> {
+    attempt.end(page_id)?;
+    Ok(Err(error))
 }
 
 #[doc(hidden)]
@@ -787,6 +833,42 @@ impl BufferPool {
         }
     }
 
+    /// [`optimistic_try_in`](Self::optimistic_try_in) for a thread that
+    /// holds a session pin (a `ThreadPin`'s slot): the first attempt
+    /// leans on the session pin ([`PoolCore::optimistic_session_first`]).
+    #[inline(always)]
+    pub(crate) fn optimistic_try_session<T, E: From<Error>>(
+        &self,
+        core: &PoolCore,
+        page_id: PageId,
+        slot: &Rc<ThreadSlot>,
+        mut read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        match core.optimistic_session_try_first(page_id, slot, &mut read) {
+            Ok(result) => result,
+            Err(failed) => match self.optimistic_retry(page_id, slot, failed, read) {
+                Ok(result) => result,
+                Err(error) => Err(E::from(error)),
+            },
+        }
+    }
+
+    /// [`optimistic_in`](Self::optimistic_in) for a thread that holds a
+    /// session pin (see [`optimistic_try_session`](Self::optimistic_try_session)).
+    #[inline(always)]
+    pub(crate) fn optimistic_session<R>(
+        &self,
+        core: &PoolCore,
+        page_id: PageId,
+        slot: &Rc<ThreadSlot>,
+        mut read: impl FnMut(OptimisticView<'_>) -> R,
+    ) -> Result<R> {
+        match core.optimistic_session_first(page_id, slot, &mut read) {
+            Ok(result) => Ok(result),
+            Err(failed) => self.optimistic_retry(page_id, slot, failed, read),
+        }
+    }
+
     /// An optimistic read that only hits: the validated result, or `None`
     /// when the page is not resident, is latched exclusively, or keeps
     /// failing validation (`optimistic_retries` times). Never waits.
@@ -1019,6 +1101,72 @@ impl PoolCore {
         let frame_id = self.table.lookup(page_id, &guard).ok_or(None)?;
         self.try_optimistic(page_id, frame_id, slot, read)
             .map_err(|attempt| Some((frame_id, attempt)))
+    }
+
+    /// [`optimistic_first`](Self::optimistic_first) for a caller whose
+    /// thread holds a session pin (a `ThreadPin`): the read leans on the
+    /// session pin ([`ThreadSlot::session_read`]) and asks only the
+    /// table's direct-mapped front, which no pin guards; anything else
+    /// (the session suspended, a page not in the front) fails with `None`
+    /// for `optimistic_retry`, which pins and asks the whole table.
+    #[inline(always)]
+    pub(crate) fn optimistic_session_first<R>(
+        &self,
+        page_id: PageId,
+        slot: &ThreadSlot,
+        read: &mut impl FnMut(OptimisticView<'_>) -> R,
+    ) -> std::result::Result<R, Option<(FrameId, Attempt)>> {
+        let attempt = self.session_begin(page_id, slot)?;
+        let result = attempt.meta.access.read(|| read(attempt.view()));
+        attempt.end(page_id)?;
+        Ok(result)
+    }
+
+    /// [`optimistic_session_first`](Self::optimistic_session_first) for a
+    /// closure that returns a `Result`: a hit holds only the closure's
+    /// value across validation. (Holding the whole `Result`, whose error
+    /// may need dropping if validation fails, made the compiler build it
+    /// on the stack on every hit; an error goes out of line instead.)
+    #[inline(always)]
+    pub(crate) fn optimistic_session_try_first<T, E>(
+        &self,
+        page_id: PageId,
+        slot: &ThreadSlot,
+        read: &mut impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<std::result::Result<T, E>, Option<(FrameId, Attempt)>> {
+        let attempt = self.session_begin(page_id, slot)?;
+        match attempt.meta.access.read(|| read(attempt.view())) {
+            Ok(value) => {
+                attempt.end(page_id)?;
+                Ok(Ok(value))
+            }
+            Err(error) => session_error(attempt, page_id, error),
+        }
+    }
+
+    /// The start of a session read of `page_id`: its frame, by the
+    /// direct-mapped front, and the frame's state.
+    #[inline(always)]
+    fn session_begin<'a>(
+        &'a self,
+        page_id: PageId,
+        slot: &'a ThreadSlot,
+    ) -> std::result::Result<SessionAttempt<'a>, Option<(FrameId, Attempt)>> {
+        let reading = slot.session_read().ok_or(None)?;
+        let frame_id = self.table.direct_hint(page_id).ok_or(None)?;
+        let (meta, words) = self.frames.frame(frame_id).ok_or(None)?;
+        let begin = meta
+            .latch
+            .optimistic_begin()
+            .map_err(|_| Some((frame_id, Attempt::NotBegun)))?;
+        Ok(SessionAttempt {
+            reading,
+            frame_id,
+            meta,
+            words,
+            begin,
+            held: meta.page_id_raw(),
+        })
     }
 
     /// One optimistic read of `frame_id`, which the table gave as the frame

@@ -171,9 +171,13 @@ pub(crate) enum Counter {
     FrameHintMisses,
     FrameHintStores,
     CheckpointPaceWaits,
+    /// Hits of reads under a session pin (`ThreadSlot::session_read`),
+    /// counted apart because their count tells whether one is in
+    /// progress; part of [`Stats::hits`].
+    SessionHits,
 }
 
-const COUNTERS: usize = 23;
+const COUNTERS: usize = 24;
 
 /// One thread's counters. Only the owning thread writes them. Aligned to
 /// two cache lines (the adjacent-line prefetcher pairs lines) so that two
@@ -192,6 +196,21 @@ impl ThreadStats {
         self.add(counter, 1);
     }
 
+    /// The count of `counter` (the owning thread's own view).
+    #[inline(always)]
+    pub(crate) fn get(&self, counter: Counter) -> u64 {
+        self.counters[counter as usize].load(Ordering::Relaxed)
+    }
+
+    /// [`bump`](Self::bump), returning the new count.
+    #[inline(always)]
+    pub(crate) fn bump_and_get(&self, counter: Counter) -> u64 {
+        let cell = &self.counters[counter as usize];
+        let count = cell.load(Ordering::Relaxed) + 1;
+        cell.store(count, Ordering::Relaxed);
+        count
+    }
+
     /// Adds `n` to `counter`; as [`bump`](Self::bump), only from the
     /// owning thread.
     #[inline]
@@ -203,7 +222,7 @@ impl ThreadStats {
     /// Adds this thread's counters into `total`.
     pub(crate) fn add_to(&self, total: &mut Stats) {
         let get = |counter: Counter| self.counters[counter as usize].load(Ordering::Relaxed);
-        total.hits += get(Counter::Hits);
+        total.hits += get(Counter::Hits) + get(Counter::SessionHits);
         total.misses += get(Counter::Misses);
         total.evictions += get(Counter::Evictions);
         total.write_backs += get(Counter::WriteBacks);

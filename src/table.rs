@@ -158,6 +158,15 @@ impl PageTable {
         ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
     }
 
+    /// The direct-mapped front's hint for `page_id`, if it has one: no
+    /// pin needed (the front is an array of words, never freed). The
+    /// frame id is not checked against the pool's frames: the caller
+    /// checks it (`Frames::frame`).
+    #[inline(always)]
+    pub(crate) fn direct_hint(&self, page_id: PageId) -> Option<FrameId> {
+        self.direct.get_unbounded(page_id)
+    }
+
     /// The frame the table maps `page_id` to, if any: a hint (see the
     /// module docs). Lock-free.
     #[inline]

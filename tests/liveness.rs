@@ -474,6 +474,48 @@ fn the_wal_hook_runs_unpinned() {
     });
 }
 
+/// The same through a `ThreadPin`, whose hits lean on its session pin
+/// (no guard of their own): a nested call that would wait must not
+/// suspend the session pin under the read.
+#[test]
+fn a_call_that_would_wait_inside_a_thread_pins_optimistic_closure_is_refused() {
+    let storage = Arc::new(Panicky::default());
+    let cfg = config(2)
+        .frame_wait_timeout(std::time::Duration::from_millis(5_000))
+        .evict_batch(1);
+    let (pool, file) = reopened(&storage, 2, 3, cfg);
+    let [p, q, r] = [0, 1, 2].map(|n| PageId::new(file, n));
+    within(30, move || {
+        assert_eq!(word0(&pool, p), 0);
+        assert_eq!(word0(&pool, q), 1);
+        let pin = pool.pin_thread();
+        let nested = pin
+            .optimistic(p, |_| pin.read(r).map(|page| page.page_id()))
+            .unwrap();
+        assert!(
+            matches!(nested, Err(Error::WouldBlockWhilePinned { page_id: Some(page) }) if page == r),
+            "{nested:?}"
+        );
+        let nested = pin.optimistic_try(p, |_| pool.read(r).map(|page| page.page_id()));
+        assert!(
+            matches!(nested, Err(Error::WouldBlockWhilePinned { page_id: Some(page) }) if page == r),
+            "{nested:?}"
+        );
+        // Nested session reads, and a nested hit, are fine.
+        let nested = pin
+            .optimistic(p, |_| pin.optimistic(q, |view| view.load_u64(0)))
+            .unwrap();
+        assert_eq!(nested.unwrap().unwrap(), 1);
+        let nested = pin
+            .optimistic(p, |_| pin.read(q).map(|page| page[0]))
+            .unwrap();
+        assert_eq!(nested.unwrap(), 1);
+        drop(pin);
+        // Outside the closure the same call works.
+        assert_eq!(word0(&pool, r), 2);
+    });
+}
+
 #[test]
 fn a_call_that_would_wait_inside_an_optimistic_closure_is_refused() {
     let storage = Arc::new(Panicky::default());

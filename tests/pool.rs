@@ -523,6 +523,22 @@ fn optimistic_try_flattens_errors_and_keeps_only_validated_ones() {
         Ok(view.load_u64(0)?)
     });
     assert_eq!((value, runs), (Ok(22), 2));
+    // The same through a `ThreadPin`, whose hits lean on its session pin
+    // and take a closure's error out of line.
+    let pin = pool.pin_thread();
+    let mut runs = 0;
+    let value = pin.optimistic_try(last, |view| {
+        runs += 1;
+        if runs == 1 {
+            std::thread::scope(|s| {
+                s.spawn(|| pool.write(last).unwrap().store_u64(0, 33).unwrap());
+            });
+            return Err(AppError::Torn);
+        }
+        Ok(view.load_u64(0)?)
+    });
+    assert_eq!((value, runs), (Ok(33), 2));
+    drop(pin);
 }
 
 /// The same, but each writer still holds the page's exclusive latch when

@@ -19,6 +19,7 @@ use common::run;
 // the 2-core CI machine. Executions at these bounds are in the README.
 const EVICTION_RACING_BOUND: usize = 3;
 const EPOCH_REUSE_BOUND: usize = 2;
+const SESSION_READS_BOUND: usize = 2;
 const CONCURRENT_MISSES_BOUND: usize = 3;
 /// Three threads on the whole miss path grow fastest: 7,892 executions at
 /// bound 0, 532,677 (100 s) at 1.
@@ -121,6 +122,42 @@ fn epoch_deferred_reuse_waits_for_a_pinned_reader_across_operations() {
             states.iter().all(|s| s & FREE == 0),
             "the frame holds a page at the end"
         );
+    });
+}
+
+#[test]
+fn session_reads_keep_the_session_pin_until_they_end() {
+    run(SESSION_READS_BOUND, || {
+        // A read through a `ThreadPin` leans on its session pin, with no
+        // guard of its own. Inside its closure two nested reads of the
+        // same page each count an operation (`pin`); under loom the
+        // session is refreshed every 2, and that refresh must wait for the
+        // outer read to end. The loader recycles the only frame
+        // meanwhile; loom fails the model if the frame is refilled while
+        // the outer read may still be reading it.
+        let (pool, file) = pool_with_pages(1, 2);
+        let page = PageId::new(file, 0);
+        drop(pool.read(page).unwrap());
+        let loader = {
+            let pool = pool.clone();
+            thread::spawn(move || drop(pool.read(PageId::new(file, 1)).unwrap()))
+        };
+        {
+            let pin = pool.pin_thread();
+            let (a, b) = pin
+                .optimistic(page, |view| {
+                    // Refused (a miss would block) or a hit: either is
+                    // fine here, what counts is the outer read's pin.
+                    for _ in 0..2 {
+                        let _ = pool.optimistic(page, |inner| inner.load_u64(8));
+                    }
+                    (view.load_u64(0).unwrap(), view.load_u64(8).unwrap())
+                })
+                .unwrap();
+            assert_eq!((a, b), (1, 1), "page 0 read another page's bytes");
+        }
+        loader.join().unwrap();
+        assert_quiescent(&pool);
     });
 }
 

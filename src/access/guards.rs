@@ -362,7 +362,9 @@ impl Drop for PageMut<'_> {
 /// It is also the thread's handle on the pool: its [`optimistic`],
 /// [`read`] and [`write`] are the pool's, with the thread's state already
 /// in hand (the pool's own methods look it up in a thread-local first), so
-/// a loop of hits through the handle is the fastest path there is.
+/// a loop of hits through the handle is the fastest path there is: an
+/// optimistic hit through it takes no pin of its own and leans on the
+/// handle's (see `src/epoch.rs`, "Session reads").
 ///
 /// The pin is refreshed every 128 operations and released whenever the
 /// pool blocks (I/O, latch waits). Drop it before this thread idles or
@@ -402,7 +404,8 @@ impl<'pool> ThreadPin<'pool> {
         }
     }
 
-    /// [`BufferPool::optimistic`] on this thread's handle.
+    /// [`BufferPool::optimistic`] on this thread's handle, leaning on the
+    /// handle's pin.
     #[inline(always)]
     pub fn optimistic<R>(
         &self,
@@ -410,7 +413,7 @@ impl<'pool> ThreadPin<'pool> {
         read: impl FnMut(OptimisticView<'_>) -> R,
     ) -> Result<R> {
         self.pool
-            .optimistic_in(self.core, page_id, &self.slot, read)
+            .optimistic_session(self.core, page_id, &self.slot, read)
     }
 
     /// [`BufferPool::optimistic_try`] on this thread's handle: one flat
@@ -422,7 +425,7 @@ impl<'pool> ThreadPin<'pool> {
         read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         self.pool
-            .optimistic_try_in(self.core, page_id, &self.slot, read)
+            .optimistic_try_session(self.core, page_id, &self.slot, read)
     }
 
     /// [`BufferPool::read`] on this thread's handle.

@@ -49,7 +49,10 @@
 //!    optimistic validation, and one whose hint proved wrong asks again
 //!    with `lookup_exact`, which reads the buckets only.
 //! 3. A frame read from a word is checked against the frame count before
-//!    it is returned, so a hint always indexes in bounds.
+//!    it is returned, so a hint always indexes in bounds: by `get`, or,
+//!    for `get_unbounded` (a `ThreadPin`'s hit), by its caller's
+//!    `Frames::frame`, the one check that also bounds the frame's
+//!    metadata and memory.
 //!
 //! Under loom the array is off (every get asks the buckets): the loom
 //! models keep their state space, and invariant 2 reduces the array's
@@ -70,6 +73,8 @@ const ENABLED: bool = !cfg!(loom);
 pub(crate) struct DirectMap {
     /// A power of two of them, so that the index is a mask of the length.
     words: Box<[AtomicU64]>,
+    /// `words.len() - 1`.
+    mask: usize,
     /// Frames of the pool: a word's frame at or above it is no answer.
     frame_count: u64,
 }
@@ -93,6 +98,7 @@ impl DirectMap {
         let word_count = if ENABLED { word_count } else { 1 };
         DirectMap {
             words: crate::frames::huge_slice(word_count, |_| AtomicU64::new(EMPTY)),
+            mask: word_count - 1,
             frame_count: frame_count as u64,
         }
     }
@@ -102,10 +108,26 @@ impl DirectMap {
     #[inline(always)]
     fn slot(&self, page_id: PageId) -> (&AtomicU64, u64) {
         let file_offset = u64::from(page_id.file_id().0).wrapping_mul(FIB) >> 40;
-        let mask = self.words.len() - 1;
-        let index = page_id.page_no().wrapping_add(file_offset) as usize & mask;
+        let index = page_id.page_no().wrapping_add(file_offset) as usize & self.mask;
         let tag = page_id.raw().wrapping_mul(FIB) & !u64::from(u32::MAX);
         (&self.words[index], tag)
+    }
+
+    /// The frame the word of `page_id` names for it, if its tag matches,
+    /// not checked against the pool's frames: for a caller that checks
+    /// the frame id itself (`Frames::frame`) before it uses it.
+    #[inline(always)]
+    pub(crate) fn get_unbounded(&self, page_id: PageId) -> Option<FrameId> {
+        if !ENABLED {
+            return None;
+        }
+        let (word, tag) = self.slot(page_id);
+        let value = word.load(Ordering::Acquire);
+        if (value ^ tag) >> 32 == 0 {
+            Some((value & u64::from(u32::MAX)) as FrameId)
+        } else {
+            None
+        }
     }
 
     /// The frame the word of `page_id` names for it, if any: a hint

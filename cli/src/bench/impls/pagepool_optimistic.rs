@@ -27,19 +27,22 @@ impl Instance for Optimistic {
     fn run_thread(&self, driver: &mut Driver<'_>) -> Result<()> {
         let pool = &self.pool;
         let file = self.file;
-        let pin = pool.pin_thread();
+        let pin = &pool.pin_thread();
+        // `move`: the closures hold the file id and the offset themselves,
+        // not references to them that each read would follow.
         driver.drive(
             #[inline(always)]
-            |op| match op {
-                Op::Point { page, offset } => {
-                    pin.optimistic_try(PageId::new(file, page), |view| Ok(view.load_u64(offset)?))
-                }
-                Op::Scan { page } => scan(&pin, PageId::new(file, page)),
+            move |op| match op {
+                Op::Point { page, offset } => pin
+                    .optimistic_try(PageId::new(file, page), move |view| {
+                        Ok(view.load_u64(offset)?)
+                    }),
+                Op::Scan { page } => scan(pin, PageId::new(file, page)),
                 Op::Write {
                     page,
                     offset,
                     value,
-                } => pool_write(&pin, PageId::new(file, page), offset, value),
+                } => pool_write(pin, PageId::new(file, page), offset, value),
             },
         )
     }
