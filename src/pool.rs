@@ -824,7 +824,21 @@ impl BufferPool {
         slot: &Rc<ThreadSlot>,
         mut read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        match core.optimistic_first(page_id, slot, &mut read) {
+        let first = core.optimistic_first(page_id, slot, &mut read);
+        self.flat_or_retry(page_id, slot, first, read)
+    }
+
+    /// The flat result of a first attempt that gave one, else of
+    /// `optimistic_retry`, the pool's error converted into the closure's.
+    #[inline(always)]
+    fn flat_or_retry<T, E: From<Error>>(
+        &self,
+        page_id: PageId,
+        slot: &Rc<ThreadSlot>,
+        first: std::result::Result<std::result::Result<T, E>, Option<(FrameId, Attempt)>>,
+        read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        match first {
             Ok(result) => result,
             Err(failed) => match self.optimistic_retry(page_id, slot, failed, read) {
                 Ok(result) => result,
@@ -844,13 +858,8 @@ impl BufferPool {
         slot: &Rc<ThreadSlot>,
         mut read: impl FnMut(OptimisticView<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        match core.optimistic_session_try_first(page_id, slot, &mut read) {
-            Ok(result) => result,
-            Err(failed) => match self.optimistic_retry(page_id, slot, failed, read) {
-                Ok(result) => result,
-                Err(error) => Err(E::from(error)),
-            },
-        }
+        let first = core.optimistic_session_try_first(page_id, slot, &mut read);
+        self.flat_or_retry(page_id, slot, first, read)
     }
 
     /// [`optimistic_in`](Self::optimistic_in) for a thread that holds a
@@ -1317,6 +1326,55 @@ mod tests {
         );
         drop(guard);
         assert_eq!(pool.optimistic(p, |view| view.load_u64(0)).unwrap(), Ok(11));
+    }
+
+    /// The same through a `ThreadPin`'s session read, which takes its
+    /// frame from the direct-mapped front: a word naming another page's
+    /// frame (a stale hint) never validates, and the read gets its own
+    /// page from the general path.
+    #[test]
+    fn a_session_read_on_another_pages_frame_never_validates() {
+        let pool = BufferPool::open(PoolConfig::new(4)).unwrap();
+        let file = pool.open_storage(Box::new(MemoryStorage::new())).unwrap();
+        let mut pages = Vec::new();
+        for value in [11u64, 22] {
+            let (page_id, mut page) = pool.allocate(file).unwrap();
+            page.store_u64(0, value).unwrap();
+            pages.push(page_id);
+        }
+        let (p, q) = (pages[0], pages[1]);
+        let pin = pool.pin_thread();
+        let slot = pool.thread_slot();
+        let frame_of = |page_id| pool.lookup(page_id, &slot, false).unwrap();
+        let read = &mut |view: OptimisticView<'_>| view.load_u64(0).unwrap();
+        assert_eq!(pool.optimistic_session_first(p, &slot, read), Ok(11));
+        let try_read = &mut |view: OptimisticView<'_>| view.load_u64(0);
+        assert_eq!(
+            pool.optimistic_session_try_first(q, &slot, try_read),
+            Ok(Ok(22))
+        );
+        pool.table.point_direct_for_test(p, frame_of(q));
+        assert_eq!(
+            pool.optimistic_session_first(p, &slot, read),
+            Err(Some((frame_of(q), Attempt::NotValidated))),
+            "page {p} validated on the frame of {q}"
+        );
+        assert_eq!(
+            pool.optimistic_session_try_first(p, &slot, try_read),
+            Err(Some((frame_of(q), Attempt::NotValidated))),
+        );
+        let out_of_bounds = &mut |view: OptimisticView<'_>| view.load_u64(crate::PAGE_DATA_SIZE);
+        assert_eq!(
+            pool.optimistic_session_try_first(p, &slot, out_of_bounds),
+            Err(Some((frame_of(q), Attempt::NotValidated))),
+            "an error from another page's frame counted"
+        );
+        assert_eq!(pin.optimistic(p, |view| view.load_u64(0)).unwrap(), Ok(11));
+        assert_eq!(
+            pin.optimistic_try(p, |view| Ok::<_, Error>(view.load_u64(0)?))
+                .unwrap(),
+            11
+        );
     }
 
     /// A reader given such a hint must not park on the other page's frame:

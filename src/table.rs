@@ -167,6 +167,13 @@ impl PageTable {
         self.direct.get_unbounded(page_id)
     }
 
+    /// Points the direct-mapped front's word of `page_id` at `frame_id`,
+    /// whatever the buckets say: a stale hint, for the tests.
+    #[cfg(test)]
+    pub(crate) fn point_direct_for_test(&self, page_id: PageId, frame_id: FrameId) {
+        self.direct.set(page_id, frame_id);
+    }
+
     /// The frame the table maps `page_id` to, if any: a hint (see the
     /// module docs). Lock-free.
     #[inline]

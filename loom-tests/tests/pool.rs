@@ -134,7 +134,10 @@ fn session_reads_keep_the_session_pin_until_they_end() {
         // session is refreshed every 2, and that refresh must wait for the
         // outer read to end. The loader recycles the only frame
         // meanwhile; loom fails the model if the frame is refilled while
-        // the outer read may still be reading it.
+        // the outer read may still be reading it. (A refresh under the
+        // read, planted, is not found at this bound: the frame's reuse
+        // after it takes more preemptions than two. The unit tests of
+        // `src/epoch.rs`, which see each refresh, catch it.)
         let (pool, file) = pool_with_pages(1, 2);
         let page = PageId::new(file, 0);
         drop(pool.read(page).unwrap());

@@ -134,18 +134,9 @@ impl DirectMap {
     /// (invariant 2).
     #[inline(always)]
     pub(crate) fn get(&self, page_id: PageId) -> Option<FrameId> {
-        if !ENABLED {
-            return None;
-        }
-        let (word, tag) = self.slot(page_id);
-        let value = word.load(Ordering::Acquire);
-        let frame = value & u64::from(u32::MAX);
-        // The tag's bits, then a frame in range (invariant 3).
-        if (value ^ tag) >> 32 == 0 && frame < self.frame_count {
-            Some(frame as FrameId)
-        } else {
-            None
-        }
+        // A frame in range (invariant 3).
+        self.get_unbounded(page_id)
+            .filter(|&frame| (frame as u64) < self.frame_count)
     }
 
     /// Points the word of `page_id` at `frame_id`. The caller holds the

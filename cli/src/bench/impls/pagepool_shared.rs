@@ -26,17 +26,17 @@ impl Instance for Shared {
     fn run_thread(&self, driver: &mut Driver<'_>) -> Result<()> {
         let pool = &self.pool;
         let file = self.file;
-        let pin = pool.pin_thread();
+        let pin = &pool.pin_thread();
         driver.drive(
             #[inline(always)]
-            |op| match op {
+            move |op| match op {
                 Op::Point { page, offset } => load_u64(&pin.read(PageId::new(file, page))?, offset),
-                Op::Scan { page } => scan(&pin, PageId::new(file, page)),
+                Op::Scan { page } => scan(pin, PageId::new(file, page)),
                 Op::Write {
                     page,
                     offset,
                     value,
-                } => pool_write(&pin, PageId::new(file, page), offset, value),
+                } => pool_write(pin, PageId::new(file, page), offset, value),
             },
         )
     }
