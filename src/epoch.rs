@@ -13,7 +13,9 @@
 //! So a thread may hold a *session pin* ([`ThreadPin`](crate::ThreadPin)):
 //! while it lives, every pool call on that thread nests inside it and runs
 //! no fence. The session pin is refreshed (`repin`) every
-//! [`REPIN_EVERY_OPS`] operations so the global epoch keeps moving.
+//! [`REPIN_EVERY_OPS`] operations (and every as many session hits, below)
+//! so the global epoch keeps moving, except while a session read is in
+//! progress.
 //!
 //! # Session reads: a hit with no guard of its own
 //!
@@ -33,7 +35,14 @@
 //! | `pin`'s refresh, every [`REPIN_EVERY_OPS`] operations | | | skipped while one is in progress |
 //! | `suspend` (`block`) | sets `SUSPENDED` | | kept while one is in progress, so `block` refuses |
 //!
-//! Invariants: hits ≤ begun (the low 63 bits); while a `ThreadPin` is
+//! The frame comes from the page table's direct-mapped front (no guard
+//! needed), else from its buckets under the session pin's own guard
+//! ([`ThreadSlot::with_session_guard`]); under loom, where the front is
+//! off, every session read takes the second way, so the models run the
+//! protocol.
+//!
+//! Invariants: hits ≤ begun (the low 63 bits; 2^63 reads would take
+//! centuries); while a `ThreadPin` is
 //! alive and `SUSPENDED` is clear, the session pin is held; a read in
 //! progress sees the same pin from its start to its end, as a nested guard
 //! would (which is what it replaces: a hit then stores two counters
@@ -47,10 +56,10 @@
 //! the WAL hook's log flush) can starve every miss of frames. So before
 //! anything that can block, the pool calls [`ThreadSlot::block`], which
 //! drops the session pin (until the returned [`Suspended`] token drops;
-//! suspensions nest) and **refuses** with
-//! [`Error::WouldBlockWhilePinned`] if the thread is still pinned: that
-//! happens only when the call runs inside an optimistic read's closure,
-//! whose pin the pool cannot drop under it.
+//! suspensions nest; a session read in progress keeps it) and **refuses**
+//! with [`Error::WouldBlockWhilePinned`] if the thread is still pinned:
+//! that happens only when the call runs inside an optimistic read's
+//! closure, whose pin the pool cannot drop under it.
 //!
 //! A session pin is explicit rather than kept silently in a thread-local
 //! because a thread that pins and then idles (blocked on a socket, say)
@@ -272,7 +281,7 @@ impl ThreadSlot {
     /// refresh waits for the next operation that starts outside one).
     #[inline(always)]
     fn count_op(&self) {
-        let ops = self.ops_since_repin.get() + 1;
+        let ops = self.ops_since_repin.get().saturating_add(1);
         if ops >= REPIN_EVERY_OPS && !self.in_session_read() {
             self.repin_session();
         } else {
@@ -313,6 +322,19 @@ impl ThreadSlot {
         );
         self.session_reads.set(begun + 1);
         Some(SessionRead { slot: self })
+    }
+
+    /// Runs `f` with the session pin's guard, which a session read in
+    /// progress (`_reading`) keeps held: for a lookup that needs a guard
+    /// (the page table's buckets). `None` if there is none, which a
+    /// session read's start rules out.
+    #[inline]
+    pub(crate) fn with_session_guard<R>(
+        &self,
+        _reading: &SessionRead<'_>,
+        f: impl FnOnce(&Guard) -> R,
+    ) -> Option<R> {
+        self.session.borrow().as_ref().map(f)
     }
 
     /// Whether a session read is in progress on this thread: more begun

@@ -8,7 +8,8 @@
 //!    [`Frames::with_bytes`] and [`Frames::fill_bytes`], whose callers
 //!    guarantee exclusion (docs/design.md rules 1–3 and 6).
 //! 2. `frame_id < frame_count` for every frame id the pool hands around;
-//!    the accessors assert it.
+//!    the accessors assert it, or ([`Frames::frame`], for a hint straight
+//!    from the page table's direct-mapped front) answer `None`.
 //! 3. `FrameMeta::page_id` changes only while the frame's latch is held
 //!    exclusively, or while the frame is `FREE` and off the free list just
 //!    before [`FrameMeta::claim`]; optimistic readers read it inside their

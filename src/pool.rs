@@ -1114,10 +1114,9 @@ impl PoolCore {
 
     /// [`optimistic_first`](Self::optimistic_first) for a caller whose
     /// thread holds a session pin (a `ThreadPin`): the read leans on the
-    /// session pin ([`ThreadSlot::session_read`]) and asks only the
-    /// table's direct-mapped front, which no pin guards; anything else
-    /// (the session suspended, a page not in the front) fails with `None`
-    /// for `optimistic_retry`, which pins and asks the whole table.
+    /// session pin ([`ThreadSlot::session_read`]); with the session
+    /// suspended, or a page the table does not map, it fails with `None`
+    /// for `optimistic_retry`, which pins as any read does.
     #[inline(always)]
     pub(crate) fn optimistic_session_first<R>(
         &self,
@@ -1153,8 +1152,23 @@ impl PoolCore {
         }
     }
 
+    /// The table's hint for a page the direct-mapped front did not
+    /// answer, under the session pin's guard (the buckets' entries are
+    /// freed through the epoch).
+    #[cold]
+    #[inline(never)]
+    fn session_lookup(
+        &self,
+        page_id: PageId,
+        slot: &ThreadSlot,
+        reading: &SessionRead<'_>,
+    ) -> Option<FrameId> {
+        slot.with_session_guard(reading, |guard| self.table.lookup(page_id, guard))
+            .flatten()
+    }
+
     /// The start of a session read of `page_id`: its frame, by the
-    /// direct-mapped front, and the frame's state.
+    /// direct-mapped front or else the buckets, and the frame's state.
     #[inline(always)]
     fn session_begin<'a>(
         &'a self,
@@ -1162,7 +1176,10 @@ impl PoolCore {
         slot: &'a ThreadSlot,
     ) -> std::result::Result<SessionAttempt<'a>, Option<(FrameId, Attempt)>> {
         let reading = slot.session_read().ok_or(None)?;
-        let frame_id = self.table.direct_hint(page_id).ok_or(None)?;
+        let frame_id = match self.table.direct_hint(page_id) {
+            Some(frame_id) => frame_id,
+            None => self.session_lookup(page_id, slot, &reading).ok_or(None)?,
+        };
         let (meta, words) = self.frames.frame(frame_id).ok_or(None)?;
         let begin = meta
             .latch

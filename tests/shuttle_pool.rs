@@ -85,7 +85,11 @@ fn write(pool: &BufferPool, model: &Model, page_id: PageId) {
     model.writes[page_no as usize].fetch_add(1, Ordering::SeqCst);
 }
 
-fn worker(pool: &BufferPool, file: FileId, model: &Model) {
+/// One thread's random operations. A `pinned` worker holds a `ThreadPin`
+/// throughout and reads optimistically through it (session reads, which
+/// lean on its pin), while the others evict and wait for its epoch.
+fn worker(pool: &BufferPool, file: FileId, model: &Model, pinned: bool) {
+    let pin = pinned.then(|| pool.pin_thread());
     let mut rng = thread_rng();
     let mut last_seen = [0u64; MAX_PAGES as usize];
     for _ in 0..OPS_PER_THREAD {
@@ -95,12 +99,15 @@ fn worker(pool: &BufferPool, file: FileId, model: &Model) {
         }
         let page_id = PageId::new(file, page_no);
         let seen = match rng.gen_range(0..100) {
-            0..=34 => Some(
-                pool.optimistic(page_id, |view| {
+            0..=34 => {
+                let read = |view: pagepool::OptimisticView<'_>| {
                     counter_of(page_no, |i| view.load_u64(i * 8).unwrap_or(u64::MAX))
+                };
+                Some(match &pin {
+                    Some(pin) => pin.optimistic(page_id, read).unwrap(),
+                    None => pool.optimistic(page_id, read).unwrap(),
                 })
-                .unwrap(),
-            ),
+            }
             35..=54 => {
                 let page = pool.read(page_id).unwrap();
                 let view = page.view();
@@ -163,9 +170,9 @@ fn scenario() {
     for _ in 0..ROUNDS {
         let (pool, file) = open(&storage);
         let threads: Vec<_> = (0..THREADS)
-            .map(|_| {
+            .map(|thread| {
                 let (pool, model) = (pool.clone(), model.clone());
-                shuttle::thread::spawn(move || worker(&pool, file, &model))
+                shuttle::thread::spawn(move || worker(&pool, file, &model, thread % 2 == 1))
             })
             .collect();
         for thread in threads {

@@ -129,15 +129,17 @@ fn epoch_deferred_reuse_waits_for_a_pinned_reader_across_operations() {
 fn session_reads_keep_the_session_pin_until_they_end() {
     run(SESSION_READS_BOUND, || {
         // A read through a `ThreadPin` leans on its session pin, with no
-        // guard of its own. Inside its closure two nested reads of the
+        // guard of its own (under loom the direct-mapped front is off, so
+        // it looks its frame up in the buckets under the session pin's
+        // guard). Inside its closure two nested reads of the
         // same page each count an operation (`pin`); under loom the
         // session is refreshed every 2, and that refresh must wait for the
         // outer read to end. The loader recycles the only frame
         // meanwhile; loom fails the model if the frame is refilled while
         // the outer read may still be reading it. (A refresh under the
-        // read, planted, is not found at this bound: the frame's reuse
-        // after it takes more preemptions than two. The unit tests of
-        // `src/epoch.rs`, which see each refresh, catch it.)
+        // read, planted, is not found at this bound: the loader must evict,
+        // move the epoch and refill between three steps of the reader. The
+        // unit tests of `src/epoch.rs`, which see each refresh, catch it.)
         let (pool, file) = pool_with_pages(1, 2);
         let page = PageId::new(file, 0);
         drop(pool.read(page).unwrap());

@@ -367,7 +367,9 @@ impl Drop for PageMut<'_> {
 /// handle's (see `src/epoch.rs`, "Session reads").
 ///
 /// The pin is refreshed every 128 operations and released whenever the
-/// pool blocks (I/O, latch waits). Drop it before this thread idles or
+/// pool blocks (I/O, latch waits), but never while one of the handle's
+/// optimistic reads is in progress (a call inside its closure that would
+/// block is refused instead). Drop it before this thread idles or
 /// blocks outside the pool: while it lives, evicted frames cannot be
 /// reclaimed past this thread's epoch.
 ///
