@@ -187,35 +187,233 @@ pub(crate) struct ReadSpan(
 /// scalar loads. On x86-64 an aligned 16-byte SSE load is two naturally
 /// aligned quadword accesses at least (one 16-byte atomic access on every
 /// processor with AVX; Intel SDM vol. 3A §9.1.1, AMD APM vol. 2 §7.3.2),
-/// and a naturally aligned quadword access is atomic. So an inline-assembly
-/// block of such loads does exactly what a sequence of relaxed
-/// `AtomicU64::load`s of the same words does, which is what a Rust program
-/// may do with frame memory; the compiler sees only an opaque block that
-/// reads memory (it is ordered by the surrounding Acquire load and fence as
-/// any other read is). Under a model checker, and on other architectures,
-/// the words are loaded one by one.
+/// and a naturally aligned quadword access is atomic. The same manuals let
+/// a wider vector load (32 bytes with AVX2, 64 with AVX-512) be carried out
+/// as several accesses, never as accesses narrower than the naturally
+/// aligned quadwords its elements are: every element here is one (frame
+/// words are 8-aligned), and the loops align their blocks to 64 bytes, so
+/// no load crosses a cache line. So an inline-assembly block of such loads
+/// does exactly what a sequence of relaxed `AtomicU64::load`s of the same
+/// words does, which is what a Rust program may do with frame memory; the
+/// compiler sees only an opaque block that reads memory (it is ordered by
+/// the surrounding Acquire load and fence as any other read is). Under a
+/// model checker, and on other architectures, the words are loaded one by
+/// one.
+///
+/// # Which loop sums
+///
+/// The sum picks, per call, the widest loop the processor runs: AVX-512F
+/// (one load per cache line), else AVX2 (two), else SSE2 (four; every
+/// x86-64 has it), from `std`'s cached feature detection (a load and a
+/// test). The width matters more than it seems: a scan's time is how many
+/// of its lines are in flight at once, and that is the reorder window
+/// divided by the instructions per line. On this project's 2-core AMD VM
+/// (Zen 5) the same hot-scan summed 2.0 M pages/s with four loads per line
+/// and about twice that with one (BENCHMARKS.md, "Scans at the vector
+/// width"). The copy keeps the SSE2 loop: it stores what it loads, and its
+/// users copy values, not pages.
 #[cfg(all(target_arch = "x86_64", not(any(loom, feature = "shuttle"))))]
 mod bulk {
     use super::{scalar_copy, scalar_sum, FrameWord};
     use std::arch::asm;
 
-    /// Words per iteration of the vector loops: four 16-byte loads.
+    /// Words per block of the SSE2 loops: four 16-byte loads.
     const BLOCK_WORDS: usize = 8;
 
-    /// Splits `words` into a head of at most one word (to reach a 16-byte
-    /// boundary), whole 64-byte blocks, and a tail.
+    /// Words in a cache line, the block of the wide loops.
+    const LINE_WORDS: usize = 8;
+
+    /// Splits `words` into a head (to reach an `align`-byte boundary),
+    /// whole blocks of `block` words, and a tail.
     #[inline]
-    fn split(words: &[FrameWord]) -> (&[FrameWord], &[FrameWord], &[FrameWord]) {
-        let misaligned = !(words.as_ptr() as usize).is_multiple_of(16);
-        let (head, rest) = words.split_at(usize::from(misaligned).min(words.len()));
-        let (body, tail) = rest.split_at(rest.len() / BLOCK_WORDS * BLOCK_WORDS);
-        debug_assert!((body.as_ptr() as usize).is_multiple_of(16) || body.is_empty());
+    fn split(
+        words: &[FrameWord],
+        align: usize,
+        block: usize,
+    ) -> (&[FrameWord], &[FrameWord], &[FrameWord]) {
+        let misaligned_words = (words.as_ptr() as usize).wrapping_neg() % align / 8;
+        let (head, rest) = words.split_at(misaligned_words.min(words.len()));
+        let (body, tail) = rest.split_at(rest.len() / block * block);
+        debug_assert!((body.as_ptr() as usize).is_multiple_of(align) || body.is_empty());
         (head, body, tail)
     }
 
-    /// The wrapping sum of `words` as little-endian `u64`s.
+    /// The wrapping sum of `words` as little-endian `u64`s, by the widest
+    /// loop the processor has (module docs).
+    #[inline]
     pub(crate) fn sum_words(words: &[FrameWord]) -> u64 {
-        let (head, body, tail) = split(words);
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the processor (and the OS, which saves the state)
+            // supports AVX-512F, just detected.
+            return unsafe { sum_avx512(words) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor and the OS support AVX2, just detected.
+            return unsafe { sum_avx2(words) };
+        }
+        sum_sse2(words)
+    }
+
+    /// [`sum_words`] with 64-byte loads: eight lines per iteration, then
+    /// one at a time, then the words left one by one.
+    ///
+    /// # Safety
+    ///
+    /// The processor supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sum_avx512(words: &[FrameWord]) -> u64 {
+        let (head, body, tail) = split(words, 64, LINE_WORDS);
+        let edges = scalar_sum(head).wrapping_add(scalar_sum(tail));
+        let lines = body.len() / LINE_WORDS;
+        if lines == 0 {
+            return edges;
+        }
+        let body_sum: u64;
+        // SAFETY: `body` is `lines * 64` bytes of live frame words starting
+        // on a 64-byte boundary (`split`): every `vpaddq` memory operand is
+        // one whole cache line inside it, its eight quadwords word-atomic
+        // (module docs); the first loop reads `lines / 8 * 512` bytes, the
+        // second the remaining `lines % 8` lines. The block only reads
+        // memory (`readonly`), writes only the named registers, does not
+        // touch the stack, and clears the vector registers' upper halves
+        // before it returns to code that may use SSE. The caller
+        // guarantees AVX-512F (this function's contract); the `ymm`/`xmm`
+        // forms used are AVX2 and AVX, which every AVX-512F processor has.
+        unsafe {
+            asm!(
+                "vpxorq zmm0, zmm0, zmm0",
+                "vpxorq zmm1, zmm1, zmm1",
+                "vpxorq zmm2, zmm2, zmm2",
+                "vpxorq zmm3, zmm3, zmm3",
+                "test {q}, {q}",
+                "jz 3f",
+                "2:",
+                "vpaddq zmm0, zmm0, zmmword ptr [{p}]",
+                "vpaddq zmm1, zmm1, zmmword ptr [{p} + 64]",
+                "vpaddq zmm2, zmm2, zmmword ptr [{p} + 128]",
+                "vpaddq zmm3, zmm3, zmmword ptr [{p} + 192]",
+                "vpaddq zmm0, zmm0, zmmword ptr [{p} + 256]",
+                "vpaddq zmm1, zmm1, zmmword ptr [{p} + 320]",
+                "vpaddq zmm2, zmm2, zmmword ptr [{p} + 384]",
+                "vpaddq zmm3, zmm3, zmmword ptr [{p} + 448]",
+                "add {p}, 512",
+                "dec {q}",
+                "jnz 2b",
+                "3:",
+                "test {r}, {r}",
+                "jz 5f",
+                "4:",
+                "vpaddq zmm0, zmm0, zmmword ptr [{p}]",
+                "add {p}, 64",
+                "dec {r}",
+                "jnz 4b",
+                "5:",
+                "vpaddq zmm0, zmm0, zmm1",
+                "vpaddq zmm2, zmm2, zmm3",
+                "vpaddq zmm0, zmm0, zmm2",
+                "vextracti64x4 ymm1, zmm0, 1",
+                "vpaddq ymm0, ymm0, ymm1",
+                "vextracti128 xmm1, ymm0, 1",
+                "vpaddq xmm0, xmm0, xmm1",
+                "vmovq {s}, xmm0",
+                "vpextrq {t}, xmm0, 1",
+                "add {s}, {t}",
+                "vzeroupper",
+                p = inout(reg) body.as_ptr() => _,
+                q = inout(reg) lines / 8 => _,
+                r = inout(reg) lines % 8 => _,
+                s = out(reg) body_sum,
+                t = out(reg) _,
+                out("zmm0") _,
+                out("zmm1") _,
+                out("zmm2") _,
+                out("zmm3") _,
+                options(readonly, nostack),
+            );
+        }
+        edges.wrapping_add(body_sum)
+    }
+
+    /// [`sum_words`] with 32-byte loads: four lines per iteration, then
+    /// half a line at a time, then the words left one by one.
+    ///
+    /// # Safety
+    ///
+    /// The processor supports AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sum_avx2(words: &[FrameWord]) -> u64 {
+        const HALF_LINE_WORDS: usize = 4;
+        let (head, body, tail) = split(words, 64, HALF_LINE_WORDS);
+        let edges = scalar_sum(head).wrapping_add(scalar_sum(tail));
+        let halves = body.len() / HALF_LINE_WORDS;
+        if halves == 0 {
+            return edges;
+        }
+        let body_sum: u64;
+        // SAFETY: `body` is `halves * 32` bytes of live frame words
+        // starting on a 64-byte boundary (`split`): every `vpaddq` memory
+        // operand is a 32-byte half of one cache line inside it, its four
+        // quadwords word-atomic (module docs); the first loop reads
+        // `halves / 8 * 256` bytes, the second the remaining `halves % 8`
+        // halves. The block only reads memory (`readonly`), writes only the
+        // named registers, does not touch the stack, and clears the upper
+        // halves before returning. The caller guarantees AVX2.
+        unsafe {
+            asm!(
+                "vpxor ymm0, ymm0, ymm0",
+                "vpxor ymm1, ymm1, ymm1",
+                "vpxor ymm2, ymm2, ymm2",
+                "vpxor ymm3, ymm3, ymm3",
+                "test {q}, {q}",
+                "jz 3f",
+                "2:",
+                "vpaddq ymm0, ymm0, ymmword ptr [{p}]",
+                "vpaddq ymm1, ymm1, ymmword ptr [{p} + 32]",
+                "vpaddq ymm2, ymm2, ymmword ptr [{p} + 64]",
+                "vpaddq ymm3, ymm3, ymmword ptr [{p} + 96]",
+                "vpaddq ymm0, ymm0, ymmword ptr [{p} + 128]",
+                "vpaddq ymm1, ymm1, ymmword ptr [{p} + 160]",
+                "vpaddq ymm2, ymm2, ymmword ptr [{p} + 192]",
+                "vpaddq ymm3, ymm3, ymmword ptr [{p} + 224]",
+                "add {p}, 256",
+                "dec {q}",
+                "jnz 2b",
+                "3:",
+                "test {r}, {r}",
+                "jz 5f",
+                "4:",
+                "vpaddq ymm0, ymm0, ymmword ptr [{p}]",
+                "add {p}, 32",
+                "dec {r}",
+                "jnz 4b",
+                "5:",
+                "vpaddq ymm0, ymm0, ymm1",
+                "vpaddq ymm2, ymm2, ymm3",
+                "vpaddq ymm0, ymm0, ymm2",
+                "vextracti128 xmm1, ymm0, 1",
+                "vpaddq xmm0, xmm0, xmm1",
+                "vmovq {s}, xmm0",
+                "vpextrq {t}, xmm0, 1",
+                "add {s}, {t}",
+                "vzeroupper",
+                p = inout(reg) body.as_ptr() => _,
+                q = inout(reg) halves / 8 => _,
+                r = inout(reg) halves % 8 => _,
+                s = out(reg) body_sum,
+                t = out(reg) _,
+                out("ymm0") _,
+                out("ymm1") _,
+                out("ymm2") _,
+                out("ymm3") _,
+                options(readonly, nostack),
+            );
+        }
+        edges.wrapping_add(body_sum)
+    }
+
+    /// [`sum_words`] with 16-byte SSE2 loads, which every x86-64 has.
+    pub(super) fn sum_sse2(words: &[FrameWord]) -> u64 {
+        let (head, body, tail) = split(words, 16, BLOCK_WORDS);
         let edges = scalar_sum(head).wrapping_add(scalar_sum(tail));
         let blocks = body.len() / BLOCK_WORDS;
         if blocks == 0 {
@@ -268,7 +466,7 @@ mod bulk {
     /// bytes in memory order.
     pub(crate) fn load_words(words: &[FrameWord], out: &mut [u8]) {
         assert_eq!(out.len(), words.len() * 8, "load_words: lengths differ");
-        let (head, body, tail) = split(words);
+        let (head, body, tail) = split(words, 16, BLOCK_WORDS);
         let (out_head, rest) = out.split_at_mut(head.len() * 8);
         let (out_body, out_tail) = rest.split_at_mut(body.len() * 8);
         scalar_copy(head, out_head);
@@ -309,6 +507,41 @@ mod bulk {
                 options(nostack),
             );
         }
+    }
+}
+
+/// Every summing loop this processor runs, against word-by-word loads
+/// (the dispatching `sum_words` is tested through `OptimisticView` in
+/// `view.rs`).
+#[cfg(all(test, target_arch = "x86_64", not(any(loom, feature = "shuttle"))))]
+mod bulk_tests {
+    use super::{bulk, scalar_sum, FrameWord};
+
+    #[test]
+    fn each_vector_width_sums_as_word_by_word_loads_do() {
+        let words: Vec<FrameWord> = (0..600u64)
+            .map(|i| FrameWord::new((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 59)))
+            .collect();
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        let avx512 = std::is_x86_feature_detected!("avx512f");
+        for start in 0..9 {
+            for len in (0..200).chain([509, 510, 511, 591 - start]) {
+                let src = &words[start..start + len];
+                let expected = scalar_sum(src);
+                assert_eq!(bulk::sum_sse2(src), expected, "sse2, {start} {len}");
+                if avx2 {
+                    // SAFETY: AVX2 was detected above.
+                    let sum = unsafe { bulk::sum_avx2(src) };
+                    assert_eq!(sum, expected, "avx2, {start} {len}");
+                }
+                if avx512 {
+                    // SAFETY: AVX-512F was detected above.
+                    let sum = unsafe { bulk::sum_avx512(src) };
+                    assert_eq!(sum, expected, "avx512, {start} {len}");
+                }
+            }
+        }
+        eprintln!("vector widths tested: sse2, avx2 {avx2}, avx512f {avx512}");
     }
 }
 

@@ -201,9 +201,11 @@ impl<'a> OptimisticView<'a> {
 
     /// Sum of the page's data area as little-endian `u64` words (the last,
     /// partial word counted as its zero-padded value); a whole-page scan
-    /// in one call, with the vector loads of [`Self::copy_to`] on x86-64
-    /// and four independent running sums, so it runs at the core's load
-    /// rate rather than at an addition per word.
+    /// in one call. On x86-64 it reads with the widest vector loads the
+    /// processor has (AVX-512F, AVX2 or SSE2, detected at run time), as
+    /// atomic per word as scalar loads (docs/design.md, rule 1), into four
+    /// independent running sums, so it runs at the memory's rate rather
+    /// than at an addition per word.
     pub fn sum_u64(&self) -> u64 {
         sum_words(&self.words[..PAGE_DATA_SIZE / 8])
     }
@@ -328,9 +330,11 @@ mod tests {
     fn bulk_loads_equal_word_by_word_loads_at_every_start_and_length() {
         let words = patterned_words();
         let plain: Vec<u64> = words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
-        // Starts 0 and 1 cover both 16-byte phases of the vector loops.
-        for start in 0..4 {
-            for len in (0..40).chain([PAGE_WORDS - start - 1, PAGE_WORDS - start]) {
+        // Starts 0 to 7 cover every 16- and 64-byte phase of the vector
+        // loops; lengths to 140 words cover each loop's unrolled body, its
+        // one-block loop and its scalar tail.
+        for start in 0..9 {
+            for len in (0..140).chain([PAGE_WORDS - start - 1, PAGE_WORDS - start]) {
                 let src = &words[start..start + len];
                 let expected = plain[start..start + len]
                     .iter()

@@ -399,15 +399,67 @@ fn pool_engine(pool: &pagepool::BufferPool, in_flight: usize) -> (String, usize)
 }
 
 /// Sums a page's data as little-endian u64 words (wrapping), as
-/// `OptimisticView::sum_u64` does. Written so that it vectorises as well
-/// as `raw`'s sum over `&[u64]` (a `chunks_exact` + `copy_from_slice` fold
-/// did not, once inlined: 922 instructions per page under callgrind).
+/// `OptimisticView::sum_u64` does, compiled for the widest vectors the
+/// processor has: the fold below is compiled three times (AVX-512F, AVX2,
+/// the SSE2 every x86-64 has) and picked per call from `std`'s cached
+/// feature detection, as the library picks its own summing loop. Without
+/// that, every implementation that sums a slice (and `raw`, and
+/// `raw-loop`) ran SSE2 code with four loads per cache line, and `raw`'s
+/// hot-scan was half of what this machine does (BENCHMARKS.md, "Scans at
+/// the vector width").
 #[inline]
 pub fn sum_words(bytes: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the processor and the OS support AVX-512F, just
+            // detected: the only requirement of a target-feature function.
+            return unsafe { sum_words_avx512(bytes) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above, for AVX2.
+            return unsafe { sum_words_avx2(bytes) };
+        }
+    }
+    fold_page_or_words(bytes)
+}
+
+/// The fold [`sum_words`] compiles for each vector width. Written so that
+/// it vectorises (a `chunks_exact` + `copy_from_slice` fold did not, once
+/// inlined: 922 instructions per page under callgrind).
+#[inline(always)]
+fn fold_words(bytes: &[u8]) -> u64 {
     let (words, _) = bytes.as_chunks::<8>();
     words.iter().fold(0u64, |sum, word| {
         sum.wrapping_add(u64::from_le_bytes(*word))
     })
+}
+
+/// Bytes of a page's data words, the length every scan sums.
+const PAGE_DATA_BYTES: usize = crate::bench::workload::PAGE_WORDS as usize * 8;
+
+/// [`fold_words`], with a page's length as a constant where the slice has
+/// it: the compiler then unrolls the whole page (one load per line with
+/// AVX-512, no loop), which is what a program compiled for this processor
+/// alone does.
+#[inline(always)]
+fn fold_page_or_words(bytes: &[u8]) -> u64 {
+    match <&[u8; PAGE_DATA_BYTES]>::try_from(bytes) {
+        Ok(page) => fold_words(page),
+        Err(_) => fold_words(bytes),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sum_words_avx512(bytes: &[u8]) -> u64 {
+    fold_page_or_words(bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_words_avx2(bytes: &[u8]) -> u64 {
+    fold_page_or_words(bytes)
 }
 
 /// Reads the little-endian u64 at `offset` of `bytes`.
