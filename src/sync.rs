@@ -208,10 +208,13 @@ pub(crate) struct ReadSpan(
 /// test). The width matters more than it seems: a scan's time is how many
 /// of its lines are in flight at once, and that is the reorder window
 /// divided by the instructions per line. On this project's 2-core AMD VM
-/// (Zen 5) the same hot-scan summed 2.0 M pages/s with four loads per line
-/// and about twice that with one (BENCHMARKS.md, "Scans at the vector
+/// the bench's hot-scan went from 1.9 to 3.3 M pages/s at one thread with
+/// one load per line instead of four (BENCHMARKS.md, "Scans at the vector
 /// width"). The copy keeps the SSE2 loop: it stores what it loads, and its
-/// users copy values, not pages.
+/// users copy values, not pages. On some older Intel cores (Skylake-SP)
+/// 512-bit instructions lower the core's clock for a while; loads and adds
+/// are the lightest class, and the pick is per call, so a program that
+/// never sums whole pages never runs them.
 #[cfg(all(target_arch = "x86_64", not(any(loom, feature = "shuttle"))))]
 mod bulk {
     use super::{scalar_copy, scalar_sum, FrameWord};
