@@ -187,14 +187,19 @@ pub(crate) struct ReadSpan(
 /// scalar loads. On x86-64 an aligned 16-byte SSE load is two naturally
 /// aligned quadword accesses at least (one 16-byte atomic access on every
 /// processor with AVX; Intel SDM vol. 3A §9.1.1, AMD APM vol. 2 §7.3.2),
-/// and a naturally aligned quadword access is atomic. The same manuals let
-/// a wider vector load (32 bytes with AVX2, 64 with AVX-512) be carried out
-/// as several accesses, never as accesses narrower than the naturally
-/// aligned quadwords its elements are: every element here is one (frame
-/// words are 8-aligned), and the loops align their blocks to 64 bytes, so
-/// no load crosses a cache line. So an inline-assembly block of such loads
-/// does exactly what a sequence of relaxed `AtomicU64::load`s of the same
-/// words does, which is what a Rust program may do with frame memory; the
+/// and a naturally aligned quadword access is atomic. For wider loads (32
+/// bytes with AVX2, 64 with AVX-512) the manuals say only that an access
+/// larger than a quadword may be carried out as several accesses; they do
+/// not promise, in so many words, that none of those is narrower than a
+/// quadword. That is this module's assumption, and the one every
+/// vectorised seqlock reader on x86 makes: every element here is a
+/// naturally aligned quadword (frame words are 8-aligned), and the wide
+/// loops start on a 64-byte boundary (the SSE2 ones on a 16-byte one), so
+/// no load crosses a cache line and each is served from one line. (A torn
+/// quadword would also be harmless to the values: a frame changes only
+/// under a new version, and validation would discard the read.) So an
+/// inline-assembly block of such loads does what a sequence of relaxed
+/// `AtomicU64::load`s of the same words does, which is what a Rust program may do with frame memory; the
 /// compiler sees only an opaque block that reads memory (it is ordered by
 /// the surrounding Acquire load and fence as any other read is). Under a
 /// model checker, and on other architectures, the words are loaded one by
@@ -205,11 +210,13 @@ pub(crate) struct ReadSpan(
 /// The sum picks, per call, the widest loop the processor runs: AVX-512F
 /// (one load per cache line), else AVX2 (two), else SSE2 (four; every
 /// x86-64 has it), from `std`'s cached feature detection (a load and a
-/// test). The width matters more than it seems: a scan's time is how many
-/// of its lines are in flight at once, and that is the reorder window
-/// divided by the instructions per line. On this project's 2-core AMD VM
-/// the bench's hot-scan went from 1.9 to 3.3 M pages/s at one thread with
-/// one load per line instead of four (BENCHMARKS.md, "Scans at the vector
+/// test). The width matters more than it seems. A reading (this project's
+/// VM has no core counters to confirm it): a scan is as fast as the number
+/// of its lines in flight, and the reorder window, which holds a fixed
+/// number of instructions, holds more lines the fewer instructions each
+/// takes. Measured on this project's 2-core AMD VM: pagepool's hot-scan
+/// went from 1.9 to 3.3 M pages/s at one thread with one load per line
+/// instead of four, and to 4.0 M once `sum_u64` inlined the dispatch (BENCHMARKS.md, "Scans at the vector
 /// width"). The copy keeps the SSE2 loop: it stores what it loads, and its
 /// users copy values, not pages. On some older Intel cores (Skylake-SP)
 /// 512-bit instructions lower the core's clock for a while; loads and adds
@@ -220,10 +227,8 @@ mod bulk {
     use super::{scalar_copy, scalar_sum, FrameWord};
     use std::arch::asm;
 
-    /// Words per block of the SSE2 loops: four 16-byte loads.
-    const BLOCK_WORDS: usize = 8;
-
-    /// Words in a cache line, the block of the wide loops.
+    /// Words in a cache line: the block of the SSE2 loops (four 16-byte
+    /// loads) and of the AVX-512 loop (one 64-byte load).
     const LINE_WORDS: usize = 8;
 
     /// Splits `words` into a head (to reach an `align`-byte boundary),
@@ -239,6 +244,15 @@ mod bulk {
         let (body, tail) = rest.split_at(rest.len() / block * block);
         debug_assert!((body.as_ptr() as usize).is_multiple_of(align) || body.is_empty());
         (head, body, tail)
+    }
+
+    /// The sum of `words`' head and tail (the words outside whole
+    /// `block`-word blocks from an `align`-byte boundary), loaded one by
+    /// one, and the blocks between them, for a vector loop to sum.
+    #[inline]
+    fn edges_and_body(words: &[FrameWord], align: usize, block: usize) -> (u64, &[FrameWord]) {
+        let (head, body, tail) = split(words, align, block);
+        (scalar_sum(head).wrapping_add(scalar_sum(tail)), body)
     }
 
     /// The wrapping sum of `words` as little-endian `u64`s, by the widest
@@ -265,8 +279,7 @@ mod bulk {
     /// The processor supports AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn sum_avx512(words: &[FrameWord]) -> u64 {
-        let (head, body, tail) = split(words, 64, LINE_WORDS);
-        let edges = scalar_sum(head).wrapping_add(scalar_sum(tail));
+        let (edges, body) = edges_and_body(words, 64, LINE_WORDS);
         let lines = body.len() / LINE_WORDS;
         if lines == 0 {
             return edges;
@@ -277,9 +290,10 @@ mod bulk {
         // one whole cache line inside it, its eight quadwords word-atomic
         // (module docs); the first loop reads `lines / 8 * 512` bytes, the
         // second the remaining `lines % 8` lines. The block only reads
-        // memory (`readonly`), writes only the named registers, does not
-        // touch the stack, and clears the vector registers' upper halves
-        // before it returns to code that may use SSE. The caller
+        // memory (`readonly`) and does not touch the stack. It writes its
+        // named registers and, with `vzeroupper` (which clears the upper
+        // halves before code that may use SSE runs), the upper bits of
+        // zmm4–zmm15: all declared as clobbered. The caller
         // guarantees AVX-512F (this function's contract); the `ymm`/`xmm`
         // forms used are AVX2 and AVX, which every AVX-512F processor has.
         unsafe {
@@ -331,6 +345,18 @@ mod bulk {
                 out("zmm1") _,
                 out("zmm2") _,
                 out("zmm3") _,
+                out("zmm4") _,
+                out("zmm5") _,
+                out("zmm6") _,
+                out("zmm7") _,
+                out("zmm8") _,
+                out("zmm9") _,
+                out("zmm10") _,
+                out("zmm11") _,
+                out("zmm12") _,
+                out("zmm13") _,
+                out("zmm14") _,
+                out("zmm15") _,
                 options(readonly, nostack),
             );
         }
@@ -346,8 +372,7 @@ mod bulk {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn sum_avx2(words: &[FrameWord]) -> u64 {
         const HALF_LINE_WORDS: usize = 4;
-        let (head, body, tail) = split(words, 64, HALF_LINE_WORDS);
-        let edges = scalar_sum(head).wrapping_add(scalar_sum(tail));
+        let (edges, body) = edges_and_body(words, 64, HALF_LINE_WORDS);
         let halves = body.len() / HALF_LINE_WORDS;
         if halves == 0 {
             return edges;
@@ -358,9 +383,11 @@ mod bulk {
         // operand is a 32-byte half of one cache line inside it, its four
         // quadwords word-atomic (module docs); the first loop reads
         // `halves / 8 * 256` bytes, the second the remaining `halves % 8`
-        // halves. The block only reads memory (`readonly`), writes only the
-        // named registers, does not touch the stack, and clears the upper
-        // halves before returning. The caller guarantees AVX2.
+        // halves. The block only reads memory (`readonly`) and does not
+        // touch the stack. It writes its named registers and, with
+        // `vzeroupper` (upper halves cleared before SSE code runs), the
+        // upper bits of ymm4–ymm15: all declared as clobbered. The caller
+        // guarantees AVX2.
         unsafe {
             asm!(
                 "vpxor ymm0, ymm0, ymm0",
@@ -408,6 +435,18 @@ mod bulk {
                 out("ymm1") _,
                 out("ymm2") _,
                 out("ymm3") _,
+                out("ymm4") _,
+                out("ymm5") _,
+                out("ymm6") _,
+                out("ymm7") _,
+                out("ymm8") _,
+                out("ymm9") _,
+                out("ymm10") _,
+                out("ymm11") _,
+                out("ymm12") _,
+                out("ymm13") _,
+                out("ymm14") _,
+                out("ymm15") _,
                 options(readonly, nostack),
             );
         }
@@ -416,9 +455,8 @@ mod bulk {
 
     /// [`sum_words`] with 16-byte SSE2 loads, which every x86-64 has.
     pub(super) fn sum_sse2(words: &[FrameWord]) -> u64 {
-        let (head, body, tail) = split(words, 16, BLOCK_WORDS);
-        let edges = scalar_sum(head).wrapping_add(scalar_sum(tail));
-        let blocks = body.len() / BLOCK_WORDS;
+        let (edges, body) = edges_and_body(words, 16, LINE_WORDS);
+        let blocks = body.len() / LINE_WORDS;
         if blocks == 0 {
             return edges;
         }
@@ -469,12 +507,12 @@ mod bulk {
     /// bytes in memory order.
     pub(crate) fn load_words(words: &[FrameWord], out: &mut [u8]) {
         assert_eq!(out.len(), words.len() * 8, "load_words: lengths differ");
-        let (head, body, tail) = split(words, 16, BLOCK_WORDS);
+        let (head, body, tail) = split(words, 16, LINE_WORDS);
         let (out_head, rest) = out.split_at_mut(head.len() * 8);
         let (out_body, out_tail) = rest.split_at_mut(body.len() * 8);
         scalar_copy(head, out_head);
         scalar_copy(tail, out_tail);
-        let blocks = body.len() / BLOCK_WORDS;
+        let blocks = body.len() / LINE_WORDS;
         if blocks == 0 {
             return;
         }

@@ -117,8 +117,8 @@ impl Instance for Raw {
         let base = self.aligned_base() as *const u8;
         // `move`: the closure holds the base address itself; borrowing it
         // cost a load through a pointer per operation, which the wide scan
-        // showed (`raw` at 0.86× `raw-loop` at one thread on hot-scan,
-        // 0.92× with the move).
+        // showed (`raw` at 0.84–0.89× `raw-loop` at one thread on hot-scan
+        // before, 0.90–0.97× with the move; BENCHMARKS.md).
         driver.drive(
             #[inline(always)]
             move |op| match op {
